@@ -1,0 +1,4 @@
+"""hessdepth: Hessian eigenvalue densities of deep networks, with and without skip connections."""
+__version__ = "0.1.0"
+
+from .models import build_model, count_params, model_id, parse_model_id  # noqa: E402
