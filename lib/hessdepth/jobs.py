@@ -1,0 +1,49 @@
+"""What every workflow job does first: log to its log file, set CPU threads, describe the machine."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+
+import torch
+
+
+def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) -> logging.Logger:
+    """Send logging, warnings and stderr (tqdm bars) to ``log_path``; use ``threads`` CPU threads."""
+    if log_path is not None:
+        stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+        sys.stderr = stream
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    logging.captureWarnings(True)
+    if threads:
+        torch.set_num_threads(threads)
+    logger = logging.getLogger("hessdepth")
+    slurm_job = os.environ.get("SLURM_JOB_ID")
+    logger.info(
+        "job on %s (pid %d%s), torch %s, %d CPU threads",
+        platform.node(),
+        os.getpid(),
+        f", SLURM_JOB_ID={slurm_job}" if slurm_job else "",
+        torch.__version__,
+        torch.get_num_threads(),
+    )
+    return logger
+
+
+def machine_description() -> str:
+    """One line naming the machine: CPU model and cores, GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"

@@ -1,0 +1,53 @@
+# Every model x seed x checkpoint in one table, and the results document generated from it.
+
+
+localrules:
+    summary,
+    results_doc,
+
+
+rule summary:
+    input:
+        lanczos=[lanczos_file(*run) for run in runs()],
+        moments=[moments_file(*run) for run in runs()],
+        checkpoints=[checkpoint_file(*run) for run in runs()],
+    output:
+        h5=f"{RESULTS}/summary.h5",
+        csv=f"{RESULTS}/summary.csv",
+        by_model=f"{RESULTS}/summary_by_model.csv",
+    params:
+        density=config["density"],
+        stats=config["stats"],
+    log:
+        f"logs/{DATASET}/summary.log",
+    benchmark:
+        f"benchmarks/{DATASET}/summary.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/summary.py"
+
+
+rule results_doc:
+    input:
+        csv=rules.summary.output.csv,
+        by_model=rules.summary.output.by_model,
+        figures=[f"figures/{fig}.png" for fig in FIGURES],
+    output:
+        md="figures/results.md",
+    params:
+        config=config,
+        machine=hd.machine_description(),
+        wall_time=None,
+    log:
+        f"logs/{DATASET}/results_doc.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/results_doc.py"

@@ -1,0 +1,95 @@
+# Config validation, path helpers and input functions shared by every rule file.
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, f"{workflow.basedir}/lib")  # the library, also when not pip-installed
+import hessdepth as hd
+
+hd.check_config(config, yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml")))
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET}"
+SEEDS = config["models"]["seeds"]
+STEPS = sorted(config["train"]["checkpoints"])
+MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["models"]["depths"]]
+USE_GPU = config["device"] != "cpu"  # ask the scheduler for a GPU unless told to run on the CPU
+FIGURES = [
+    "fig1_gradnorms",
+    "fig2_depth_densities",
+    "fig3_moments",
+    "fig4_densities_steps",
+    "fig5_curves",
+    "fig6_curves",
+]
+
+
+wildcard_constraints:
+    model=r"(resnet|simple)\d+",
+    seed=r"\d+",
+    step=r"\d+",
+    figure="|".join(FIGURES),
+
+
+# --- paths: one place that names every intermediate -------------------------------------------
+def data_file():
+    return f"{RESULTS}/data.h5"
+
+
+def checkpoint_file(model, seed, step):
+    return f"{RESULTS}/train/{model}/seed{seed}/step{step}.h5"
+
+
+def curve_file(model, seed):
+    return f"{RESULTS}/train/{model}/seed{seed}/curve.h5"
+
+
+def lanczos_file(model, seed, step):
+    return f"{RESULTS}/hessian/{model}/seed{seed}/step{step}/lanczos.h5"
+
+
+def moments_file(model, seed, step):
+    return f"{RESULTS}/hessian/{model}/seed{seed}/step{step}/moments.h5"
+
+
+def gradnorms_file(model, seed, step):
+    return f"{RESULTS}/gradnorms/{model}/seed{seed}/step{step}.h5"
+
+
+def runs(models=MODELS, steps=STEPS):
+    """Every (model, seed, step) of the given models and steps, in one fixed order."""
+    return [(m, s, t) for m in models for s in SEEDS for t in steps]
+
+
+def figure_files(figure):
+    return [f"figures/{figure}.pdf", f"figures/{figure}.png"]
+
+
+def all_targets():
+    return [
+        f"{RESULTS}/summary.csv",
+        "figures/results.md",
+        *[f for fig in FIGURES for f in figure_files(fig)],
+    ]
+
+
+# --- resources ------------------------------------------------------------------------------
+# Runtime requests grow with the work: image-layer passes times a per-device cost, doubled, plus
+# a fixed start-up allowance. The constants are rough (ResNet-20 training: ~4e-6 s per
+# image-layer on a recent GPU, ~2e-4 s on two CPU cores); sites adjust with --set-resources.
+SECONDS_PER_IMAGE_LAYER = 4e-6 if USE_GPU else 2e-4
+
+
+def runtime_minutes(image_layer_passes):
+    return int(10 + 2 * image_layer_passes * SECONDS_PER_IMAGE_LAYER / 60)
+
+
+def depth_of(wildcards):
+    return hd.parse_model_id(wildcards.model)[1]
+
+
+def hessian_samples(section):
+    return config[section]["samples"] or (
+        config["data"]["synthetic"]["n_train"] if DATASET == "synthetic" else 50_000
+    )

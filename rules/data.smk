@@ -1,0 +1,52 @@
+# CIFAR-10 (downloaded or staged) or the synthetic dataset, converted once to one HDF5 file.
+
+
+localrules:
+    download_cifar10,
+
+
+rule download_cifar10:
+    output:
+        "results/downloads/cifar-10-python.tar.gz",
+    params:
+        url=config["data"]["url"],
+        md5=config["data"]["md5"],
+    log:
+        "logs/download_cifar10.log",
+    benchmark:
+        "benchmarks/download_cifar10.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/download_cifar10.py"
+
+
+def archive_input(wildcards):
+    if DATASET == "synthetic":
+        return []
+    return config["data"]["archive"] or rules.download_cifar10.output[0]
+
+
+rule prepare_data:
+    input:
+        archive=archive_input,
+    output:
+        f"{RESULTS}/data.h5",
+    params:
+        dataset=DATASET,
+        md5=config["data"]["md5"],
+        synthetic=config["data"]["synthetic"],
+    log:
+        f"logs/{DATASET}/prepare_data.log",
+    benchmark:
+        f"benchmarks/{DATASET}/prepare_data.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/prepare_data.py"

@@ -1,0 +1,78 @@
+# The paper's six figures, each its own target: `snakemake figures/fig3_moments.pdf` builds only
+# what that figure needs. One rule; FIGURE_INPUTS says what each figure reads.
+
+FIG = config["figures"]
+
+
+def model_ids(arch, depths):
+    return [hd.model_id(arch, d) for d in depths]
+
+
+def both_archs(depth):
+    return model_ids("resnet", [depth]) + model_ids("simple", [depth])
+
+
+FIGURE_INPUTS = {
+    "fig1_gradnorms": lambda: {
+        arch: gradnorms_file(f"{arch}{FIG['gradnorms']['depth']}", SEEDS[0], FIG["gradnorms"]["step"])
+        for arch in ("resnet", "simple")
+    },
+    "fig2_depth_densities": lambda: {
+        "lanczos": [
+            lanczos_file(*run)
+            for run in runs(
+                model_ids(FIG["depth_densities"]["arch"], FIG["depth_densities"]["depths"]),
+                [FIG["depth_densities"]["step"]],
+            )
+        ]
+    },
+    "fig3_moments": lambda: {
+        "lanczos": [lanczos_file(*run) for run in runs(steps=[FIG["moments"]["step"]])],
+        "moments": [moments_file(*run) for run in runs(steps=[FIG["moments"]["step"]])],
+    },
+    "fig4_densities_steps": lambda: {
+        "lanczos": [
+            lanczos_file(*run)
+            for run in runs(both_archs(FIG["densities_steps"]["depth"]), FIG["densities_steps"]["steps"])
+        ]
+    },
+    "fig5_curves": lambda: {"curves": [curve_file(m, s) for m in both_archs(FIG["curves"][0]) for s in SEEDS]},
+    "fig6_curves": lambda: {"curves": [curve_file(m, s) for m in both_archs(FIG["curves"][1]) for s in SEEDS]},
+}
+FIGURE_SETTINGS = {
+    "fig1_gradnorms": FIG["gradnorms"],
+    "fig5_curves": {"depth": FIG["curves"][0]},
+    "fig6_curves": {"depth": FIG["curves"][1]},
+}
+
+
+def caption_text(wildcards):
+    return Path(f"{workflow.basedir}/report/captions/{wildcards.figure}.rst").read_text()
+
+
+rule figure:
+    input:
+        unpack(lambda wc: FIGURE_INPUTS[wc.figure]()),
+    output:
+        pdf="figures/{figure}.pdf",
+        png=report("figures/{figure}.png", caption="../report/captions/figure.rst", category="Figures"),
+    params:
+        figure=lambda wc: wc.figure,
+        depth=lambda wc: FIGURE_SETTINGS.get(wc.figure, {}).get("depth"),
+        step=lambda wc: FIGURE_SETTINGS.get(wc.figure, {}).get("step"),
+        density=config["density"],
+        stats=config["stats"],
+        dataset=DATASET,
+        caption=caption_text,
+    log:
+        "logs/figures/{figure}.log",
+    benchmark:
+        "benchmarks/figures/{figure}.tsv"
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/figure.py"

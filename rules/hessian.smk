@@ -1,0 +1,85 @@
+# Per checkpoint, three independent jobs: SLQ (Lanczos), Hutchinson moments, gradient norms.
+# Lanczos and Hutchinson save each finished probe beside their output and resume from it.
+
+
+def hessian_params(section):
+    return {**config["hessian"], **config[section], "device": config["device"]}
+
+
+def hvp_runtime(section, hvps_per_probe):
+    def runtime(wildcards):
+        s = config[section]
+        per_probe = hvps_per_probe(s) * hessian_samples("hessian") * depth_of(wildcards)
+        return runtime_minutes(3 * per_probe * s["probes"])
+
+    return runtime
+
+
+rule lanczos:
+    input:
+        checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),
+        data=data_file(),
+    output:
+        lanczos_file("{model}", "{seed}", "{step}"),
+    params:
+        settings=hessian_params("lanczos"),
+    log:
+        f"logs/{DATASET}/lanczos/{{model}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"benchmarks/{DATASET}/lanczos/{{model}}_seed{{seed}}_step{{step}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=hvp_runtime("lanczos", lambda s: s["iterations"]),
+        gpu=int(USE_GPU),
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/lanczos.py"
+
+
+rule moments:
+    input:
+        checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),
+        data=data_file(),
+    output:
+        moments_file("{model}", "{seed}", "{step}"),
+    params:
+        settings=hessian_params("moments"),
+    log:
+        f"logs/{DATASET}/moments/{{model}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"benchmarks/{DATASET}/moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=hvp_runtime("moments", lambda s: 2),
+        gpu=int(USE_GPU),
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/moments.py"
+
+
+rule gradnorms:
+    input:
+        checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),
+        data=data_file(),
+    output:
+        gradnorms_file("{model}", "{seed}", "{step}"),
+    params:
+        settings={**config["gradnorms"], "bn_mode": config["hessian"]["bn_mode"],
+                  "device": config["device"]},
+    log:
+        f"logs/{DATASET}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"benchmarks/{DATASET}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=lambda wc: runtime_minutes(hessian_samples("gradnorms") * depth_of(wc)),
+        gpu=int(USE_GPU),
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/gradnorms.py"

@@ -1,0 +1,35 @@
+# One training job per model and seed; checkpoints at the configured steps, a resumable snapshot
+# every train.snapshot_every steps (not a declared output, so a failed job keeps it).
+
+
+def train_runtime(wildcards):
+    t = config["train"]
+    return runtime_minutes(t["steps"] * t["batch_size"] * depth_of(wildcards) * 1.2)
+
+
+rule train:
+    input:
+        data=data_file(),
+    output:
+        checkpoints=[
+            checkpoint_file("{model}", "{seed}", step) for step in STEPS
+        ],
+        curve=curve_file("{model}", "{seed}"),
+    params:
+        train=config["train"],
+        width=config["models"]["width"],
+        device=config["device"],
+        snapshot=lambda wc: f"{RESULTS}/train/{wc.model}/seed{wc.seed}/snapshot.pt",
+    log:
+        f"logs/{DATASET}/train/{{model}}_seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/{DATASET}/train/{{model}}_seed{{seed}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=train_runtime,
+        gpu=int(USE_GPU),
+    conda:
+        "../envs/hessdepth.yaml"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,98 @@
+"""The configuration is checked whole, before any job: every problem gets its own message."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+import hessdepth as hd
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def merged(*overrides):
+    """config.yaml with presets laid over it, the way Snakemake merges --configfile."""
+    config = copy.deepcopy(BASE)
+
+    def update(target, source):
+        for key, value in source.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                update(target[key], value)
+            else:
+                target[key] = value
+
+    for override in overrides:
+        update(config, override)
+    return config
+
+
+@pytest.mark.parametrize("preset", [None, "demo", "test", "cifar_cpu"])
+def test_shipped_configs_are_valid(preset):
+    if preset is None:
+        hd.check_config(merged(), SCHEMA)
+        return
+    path = ROOT / f"config/{preset}.yaml"
+    if not path.exists():
+        pytest.skip(f"{path.name} not present")
+    hd.check_config(merged(yaml.safe_load(path.read_text())), SCHEMA)
+
+
+def problems(config):
+    with pytest.raises(hd.ConfigError) as err:
+        hd.check_config(config, SCHEMA)
+    return str(err.value)
+
+
+def test_every_problem_is_reported_at_once():
+    config = merged(
+        {
+            "colour": "blue",
+            "models": {"depths": [8, 21]},
+            "train": {"steps": 1000, "checkpoints": [500, 2000], "batch_size": 0},
+            "hessian": {"bn_mode": "eval"},
+            "dataset": "imagenet",
+        }
+    )
+    message = problems(config)
+    assert "('colour' was unexpected)" in message
+    assert "train.batch_size: 0 is less than the minimum of 1" in message
+    assert "hessian.bn_mode: 'eval' is not one of ['batch', 'running']" in message
+    assert "dataset: 'imagenet' is not one of ['cifar10', 'synthetic']" in message
+    assert "models.depths: depth must be 6n+2" in message and "got 21" in message
+    assert "checkpoint 2000 is past the last step train.steps = 1000" in message
+    assert "problem(s)" in message and "config/schema.yaml" in message
+
+
+def test_figures_must_use_trained_models_and_steps():
+    config = merged(
+        {
+            "models": {"depths": [8, 20], "archs": ["resnet", "simple"]},
+            "train": {"steps": 100, "checkpoints": [50, 100]},
+            "figures": {
+                "gradnorms": {"depth": 32, "step": 50},
+                "depth_densities": {"arch": "simple", "depths": [8, 20], "step": 70},
+                "moments": {"step": 60},
+                "densities_steps": {"depth": 20, "steps": [50, 100]},
+                "curves": [8, 44],
+            },
+        }
+    )
+    message = problems(config)
+    assert "figures.gradnorms: depth 32 is not trained" in message
+    assert "figures.depth_densities: step 70 is not a checkpoint" in message
+    assert "figures.moments: step 60 is not a checkpoint" in message
+    assert "figures.curves: depth 44 is not trained" in message
+    assert "densities_steps" not in message
+
+
+def test_single_arch_cannot_draw_comparisons():
+    message = problems(merged({"models": {"archs": ["simple"]}}))
+    assert "figures.gradnorms: arch 'resnet' is not trained" in message
+
+
+def test_grid_and_subset_sizes():
+    message = problems(merged({"density": {"grid_range": [5, -5]}, "hessian": {"samples": 1234}}))
+    assert "density.grid_range: lower end 5 must be below upper end -5" in message
+    assert "hessian.samples: 1234 must be a multiple of the 10 classes" in message
