@@ -5,3 +5,5 @@ from .models import build_model, count_params, model_id, parse_model_id  # noqa:
 from .config import ConfigError, check_config  # noqa: E402
 from .jobs import machine_description, setup_job  # noqa: E402
 from .probestore import ProbeStore  # noqa: E402
+from .data import CifarData, DataError, load_dataset_h5, read_cifar_archive, synthetic_dataset  # noqa: E402
+from .training import TrainConfig, TrainingDiverged, load_checkpoint, read_curve, seeded_model, train  # noqa: E402
