@@ -5,5 +5,16 @@ from .models import build_model, count_params, model_id, parse_model_id  # noqa:
 from .config import ConfigError, check_config  # noqa: E402
 from .jobs import machine_description, setup_job  # noqa: E402
 from .probestore import ProbeStore  # noqa: E402
-from .data import CifarData, DataError, load_dataset_h5, read_cifar_archive, synthetic_dataset  # noqa: E402
+from .data import (  # noqa: E402
+    CifarData,
+    DataError,
+    dataset_attrs,
+    download_cifar10,
+    file_md5,
+    load_dataset_h5,
+    read_cifar_archive,
+    synthetic_dataset,
+    write_dataset_h5,
+)
+from .device import choose_device  # noqa: E402
 from .training import TrainConfig, TrainingDiverged, load_checkpoint, read_curve, seeded_model, train  # noqa: E402

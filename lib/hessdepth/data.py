@@ -282,3 +282,9 @@ def fixed_batches(
         (normalize(images[i : i + batch_size].to(device), dtype=dtype), labels[i : i + batch_size].to(device))
         for i in range(0, len(images), batch_size)
     ]
+
+
+def dataset_attrs(path: os.PathLike | str) -> dict:
+    """The attributes that name a dataset file's data (dataset, synthetic), for downstream files."""
+    with open_checked(path, attrs=("dataset", "synthetic")) as f:
+        return {"dataset": str(f.attrs["dataset"]), "synthetic": bool(f.attrs["synthetic"])}

@@ -1,0 +1,53 @@
+"""Shared helpers: run the real snakemake CLI on a config in a temporary working directory."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SUBSET = ROOT.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
+SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``snakemake ARGS -s ROOT/Snakefile --directory workdir --configfile config/test.yaml``.
+
+    Targets go first in ARGS: options such as --configfile and --config take several values.
+    """
+    cmd = [
+        sys.executable, "-m", "snakemake",
+        *args,
+        "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(ROOT / "config/test.yaml"),
+        "--cores", "2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count of a dry run (``--dry-run``), parsed from its job-stats table."""
+    out = snakemake(workdir, *args, "--dry-run").stdout
+    jobs, in_table = {}, False
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and not parts:
+            break
+        elif in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.fixture
+def subset_archive() -> Path:
+    if not SHARED_SUBSET.exists():
+        pytest.skip(f"the CIFAR-10 subset is not at {SHARED_SUBSET}")
+    return SHARED_SUBSET
