@@ -18,3 +18,8 @@ from .data import (  # noqa: E402
 )
 from .device import choose_device  # noqa: E402
 from .training import TrainConfig, TrainingDiverged, load_checkpoint, read_curve, seeded_model, train  # noqa: E402
+from .device import no_tf32  # noqa: E402
+from .operator import BN_MODES, COMPOSITIONS, HessianOperator, MatrixOperator, OperatorError  # noqa: E402
+from .lanczos import SLQResult, gauss_quadrature, lanczos, probe_vector, slq  # noqa: E402
+from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats  # noqa: E402
+from .density import density  # noqa: E402

@@ -1,0 +1,44 @@
+"""Device choice and a TF32-off context for exact float32 Hessian-vector products on GPUs."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+def choose_device(pref: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when present, else the CPU; anything else is taken as a device name.
+
+    Asking for CUDA on a machine without it raises ValueError instead of failing later.
+    """
+    if str(pref) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(pref)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(pref)!r} requested but CUDA is not available here")
+    return device
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Turn TF32 off for CUDA matmuls and convolutions inside the block; restore on exit.
+
+    Uses PyTorch's ``fp32_precision`` flags where they exist (mixing them with the legacy
+    ``allow_tf32`` flags is an error in recent PyTorch), else the legacy flags.
+    """
+    cudnn = torch.backends.cudnn
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):
+        flags = [(torch.backends.cuda.matmul, "fp32_precision"), (cudnn.conv, "fp32_precision"),
+                 (cudnn.rnn, "fp32_precision")]
+        off = "ieee"  # full float32
+    else:  # PyTorch before the fp32_precision API
+        flags = [(torch.backends.cuda.matmul, "allow_tf32"), (cudnn, "allow_tf32")]
+        off = False
+    saved = [getattr(module, name) for module, name in flags]
+    try:
+        for module, name in flags:
+            setattr(module, name, off)
+        yield
+    finally:
+        for (module, name), value in zip(flags, saved):
+            setattr(module, name, value)

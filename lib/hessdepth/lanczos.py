@@ -1,0 +1,198 @@
+"""Float64 Lanczos with full reorthogonalisation, and stochastic Lanczos quadrature (SLQ).
+
+For a unit probe q and the m x m Lanczos tridiagonal T started from it, the Gauss quadrature
+with nodes = eigenvalues of T and weights = squared first components of its eigenvectors
+integrates polynomials of degree <= 2m-1 exactly against q's spectral measure:
+sum_j w_j theta_j^k = q' H^k q. Averaged over random probes this estimates the eigenvalue
+density (1/n) sum_i delta(lambda - lambda_i).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+
+from .operator import multiply_rows
+
+PROBE_KINDS = ("rademacher", "gaussian")
+
+
+def probe_vector(
+    n: int,
+    seed: int,
+    index: int,
+    kind: str = "rademacher",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Probe ``index`` of the family ``seed``: n entries +-1 (Rademacher) or N(0, 1), not normalised.
+
+    It depends only on (n, seed, index, kind) -- drawn on the CPU from a generator seeded by
+    ``numpy.random.SeedSequence((seed, index))`` -- so probes can be computed, and resumed, in
+    any order and on any device.
+    """
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}")
+    state = int(np.random.SeedSequence((seed, index)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    gen = torch.Generator().manual_seed(state)
+    if kind == "gaussian":
+        v = torch.randn(n, generator=gen, dtype=torch.float64)
+    else:
+        v = torch.randint(0, 2, (n,), generator=gen).double().mul_(2).sub_(1)
+    return v.to(device=device, dtype=dtype)
+
+
+def _lanczos_lockstep(
+    op, iterations: int, starts: torch.Tensor, tol: float | None = None, on_step: Callable | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Independent Lanczos runs, one per row of ``starts``, sharing each pass over the data.
+
+    Returns per run (alpha, beta); a run whose residual falls below ``tol`` times the running
+    bound on |T| (invariant subspace found) stops there: len(alpha) = steps, len(beta) = steps - 1.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    tol = 100 * torch.finfo(op.dtype).eps if tol is None else tol
+    k, n = starts.shape
+    basis = torch.zeros(k, iterations, n, dtype=torch.float64, device=op.device)
+    basis[:, 0] = starts.to(op.device, torch.float64)
+    basis[:, 0] /= basis[:, 0].norm(dim=1, keepdim=True)
+    alphas, betas = [[] for _ in range(k)], [[] for _ in range(k)]
+    norms = [0.0] * k  # running Gershgorin bound on |T|, the scale of the breakdown test
+    live = list(range(k))
+    for j in range(iterations):
+        W = multiply_rows(op, basis[live, j])
+        still = []
+        for w, p in zip(W, live):
+            Q = basis[p, : j + 1]
+            alphas[p].append(torch.dot(Q[j], w).item())
+            for _ in range(2):  # full reorthogonalisation, twice (classical Gram-Schmidt)
+                w -= Q.T @ (Q @ w)
+            b = w.norm().item()
+            norms[p] = max(norms[p], abs(alphas[p][-1]) + (betas[p][-1] if betas[p] else 0.0) + b)
+            if j + 1 < iterations and b > tol * norms[p]:  # else: breakdown, or done
+                betas[p].append(b)
+                basis[p, j + 1] = w / b
+                still.append(p)
+        if on_step is not None:
+            on_step(len(live))
+        live = still
+        if not live:
+            break
+    return [(np.array(a), np.array(b)) for a, b in zip(alphas, betas)]
+
+
+def lanczos(op, iterations: int, v0: torch.Tensor, tol: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``iterations`` Lanczos steps from ``v0`` in float64 with full reorthogonalisation (twice).
+
+    Products go through the operator's dtype (v converted to it and back); the basis lives on
+    the operator's device. Returns the tridiagonal's diagonal ``alpha`` (m,) and off-diagonal
+    ``beta`` (m-1,); on breakdown (an off-diagonal below ``tol`` times the running norm of T,
+    default 100 machine epsilons of the operator's dtype) both are shorter.
+    """
+    v0 = torch.as_tensor(v0)
+    return _lanczos_lockstep(op, iterations, v0.reshape(1, -1), tol)[0]
+
+
+def gauss_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (eigenvalues of T) and weights (squared first eigenvector components, sum 1)."""
+    nodes, vectors = eigh_tridiagonal(alpha, beta)
+    return nodes, vectors[0] ** 2
+
+
+@dataclass
+class SLQResult:
+    """Per probe (rows, in the order of ``indices``): tridiagonal and Gauss quadrature.
+
+    Rows shorter than ``iterations`` (breakdown) are padded with NaN in alpha/beta/nodes and 0
+    in weights; ``steps`` is each row's Lanczos length. ``seconds`` is each probe's wall time
+    (probes run in lockstep share their block's time equally). ``basis_bytes`` is the memory
+    of the Lanczos basis held at once (``block`` probes).
+    """
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    steps: np.ndarray
+    seconds: np.ndarray
+    indices: np.ndarray
+    basis_bytes: int
+
+    @property
+    def breakdown(self) -> bool:
+        return bool((self.steps < self.alpha.shape[1]).any())
+
+
+def _padded_row(alpha: np.ndarray, beta: np.ndarray, iterations: int, seconds: float) -> dict:
+    nodes, weights = gauss_quadrature(alpha, beta)
+    s = len(alpha)
+
+    def pad(x, size, fill):
+        return np.concatenate([x, np.full(size - len(x), fill)])
+
+    return dict(
+        alpha=pad(alpha, iterations, np.nan), beta=pad(beta, iterations - 1, np.nan),
+        nodes=pad(nodes, iterations, np.nan), weights=pad(weights, iterations, 0.0),
+        steps=np.int64(s), seconds=np.float64(seconds),
+    )
+
+
+def slq(
+    op,
+    iterations: int = 90,
+    probes: int = 10,
+    seed: int = 0,
+    *,
+    kind: str = "rademacher",
+    indices: Sequence[int] | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    block: int = 1,
+    tol: float | None = None,
+    progress: bool = False,
+) -> SLQResult:
+    """Stochastic Lanczos quadrature: one Lanczos run per probe ``probe_vector(n, seed, i, kind)``.
+
+    ``indices`` picks which probes to run (default ``range(probes)``); ``callback(i, row)`` is
+    called as each finishes with a dict of that probe's padded ``alpha``, ``beta``, ``nodes``,
+    ``weights``, ``steps``, ``seconds`` -- save it to resume later with the missing indices,
+    which gives the same rows as one full run. ``block`` probes run in lockstep through
+    ``op.matmat`` (one pass over the data per step); results equal one-at-a-time up to
+    rounding. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
+    """
+    indices = list(range(probes)) if indices is None else [int(i) for i in indices]
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    n = op.num_params
+    rows = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False)
+    try:
+        for start in range(0, len(indices), block):
+            group = indices[start : start + block]
+            tic = time.perf_counter()
+            starts = torch.stack([probe_vector(n, seed, i, kind, device=op.device) for i in group])
+            runs = _lanczos_lockstep(op, iterations, starts, tol, on_step=bar.update if bar else None)
+            seconds = (time.perf_counter() - tic) / len(group)
+            for i, (alpha, beta) in zip(group, runs):
+                row = _padded_row(alpha, beta, iterations, seconds)
+                rows.append(row)
+                if callback is not None:
+                    callback(i, row)
+    finally:
+        if bar is not None:
+            bar.close()
+    empty = _padded_row(np.zeros(1), np.zeros(0), iterations, 0.0)  # shapes for zero probes
+    stacked = {key: np.stack([row[key] for row in rows]) if rows else np.empty((0, *np.shape(value)), np.asarray(value).dtype)
+               for key, value in empty.items()}
+    return SLQResult(
+        **stacked, indices=np.array(indices, dtype=np.int64),
+        basis_bytes=min(block, max(len(indices), 1)) * iterations * n * 8,
+    )

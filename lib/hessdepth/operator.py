@@ -1,0 +1,278 @@
+"""The Hessian of the training loss over a fixed list of batches, as a linear operator.
+
+Vectors are 1-D tensors over all parameters, flattened in ``model.parameters()`` order.
+:class:`HessianOperator` is the network's Hessian; :class:`MatrixOperator` wraps an explicit
+matrix (tests, synthetic spectra). Lanczos and the moment estimators accept any object with
+``matvec``, ``num_params``, ``device`` and ``dtype`` (``matmat`` is used when present).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from .device import no_tf32
+
+BN_MODES = ("batch", "running")
+
+_CAUSES = (
+    "Usual causes: dropout or other random layers in train mode (put them in eval mode); "
+    "batches that change between calls (shuffling, augmentation: pass one fixed list of "
+    "tensors); BatchNorm running statistics updated in the forward pass; nondeterministic "
+    "or TF32 GPU kernels."
+)
+
+
+class OperatorError(RuntimeError):
+    """The operator is not one fixed symmetric linear map, or it produced NaN/Inf."""
+
+
+class LinearOperator:
+    """Base class: subclasses set ``num_params``, ``device``, ``dtype`` and define ``matvec``."""
+
+    num_params: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """Rows of ``V`` (k, n) multiplied one at a time; subclasses may batch them."""
+        return torch.stack([self.matvec(v) for v in V])
+
+    def _unit_probe(self, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        v = torch.randn(self.num_params, generator=gen, dtype=torch.float64)
+        return (v / v.norm()).to(self.device)
+
+    def check_symmetry(self, seed: int = 0, rtol: float | None = None) -> float:
+        """Compare vᵀH(Hv) with (Hv)ᵀ(Hv) for a random v; return their relative difference.
+
+        Both are equal for a fixed symmetric H, and (Hv)ᵀ(Hv) > 0 gives a scale that cannot
+        cancel. Raises :class:`OperatorError` above ``rtol`` (default 1e4 machine epsilons of
+        the operator's dtype).
+        """
+        rtol = 1e4 * torch.finfo(self.dtype).eps if rtol is None else rtol
+        v = self._unit_probe(seed)
+        hv = self.matvec(v)
+        hhv = self.matvec(hv)
+        scale = torch.dot(hv, hv).item()
+        err = abs(torch.dot(v, hhv).item() - scale) / scale if scale > 0 else 0.0
+        if err > rtol:
+            raise OperatorError(
+                f"{type(self).__name__} is not symmetric: v'H(Hv) and |Hv|^2 differ by "
+                f"{err:.3g} (relative; tolerance {rtol:.3g}). {_CAUSES}"
+            )
+        return err
+
+    def check_repeatability(self, seed: int = 0, rtol: float | None = None) -> float:
+        """Multiply one random vector twice; return |Hv - Hv'| / |Hv|.
+
+        Raises :class:`OperatorError` above ``rtol`` (default 1e3 machine epsilons of the
+        operator's dtype).
+        """
+        rtol = 1e3 * torch.finfo(self.dtype).eps if rtol is None else rtol
+        v = self._unit_probe(seed)
+        first, second = self.matvec(v), self.matvec(v)
+        scale = first.norm().item()
+        err = (first - second).norm().item() / scale if scale > 0 else 0.0
+        if err > rtol:
+            raise OperatorError(
+                f"{type(self).__name__} is not repeatable: two products with the same vector "
+                f"differ by {err:.3g} (relative; tolerance {rtol:.3g}). {_CAUSES}"
+            )
+        return err
+
+
+class MatrixOperator(LinearOperator):
+    """An explicit matrix as an operator; a 1-D tensor stands for a diagonal matrix."""
+
+    def __init__(self, matrix: torch.Tensor):
+        self.matrix = torch.as_tensor(matrix)
+        if self.matrix.dim() not in (1, 2) or (
+            self.matrix.dim() == 2 and self.matrix.shape[0] != self.matrix.shape[1]
+        ):
+            raise ValueError(f"need a square matrix or a diagonal, got shape {tuple(self.matrix.shape)}")
+        self.num_params = self.matrix.shape[0]
+        self.device, self.dtype = self.matrix.device, self.matrix.dtype
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        X = V.to(self.device, self.dtype)
+        out = X * self.matrix if self.matrix.dim() == 1 else X @ self.matrix.T
+        return out.to(V.device, V.dtype)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matmat(v[None])[0]
+
+
+def multiply_rows(op, V: torch.Tensor) -> torch.Tensor:
+    """H times each row of ``V`` (k, n), computed in the operator's dtype, returned in float64.
+
+    Uses ``op.matmat`` for k > 1 when the operator has one, else one ``matvec`` per row.
+    """
+    X = V.to(op.dtype)
+    if len(X) > 1 and hasattr(op, "matmat"):
+        return op.matmat(X).double()
+    return torch.stack([op.matvec(x) for x in X]).double()
+
+
+# Hessian-vector product compositions: (per-batch loss of a parameter tuple, parameters,
+# tangents) -> H·tangents as a tuple like the parameters. The batched versions take tangents
+# with a leading dimension k and run all k in one pass over the batch.
+def _jvp_grad(loss, params, tangents, batched):
+    def hvp(t):
+        return jvp(grad(loss), (params,), (t,))[1]
+
+    return vmap(hvp)(tangents) if batched else hvp(tangents)
+
+
+def _vjp_grad(loss, params, tangents, batched):
+    pullback = vjp(grad(loss), params)[1]
+    return (vmap(pullback)(tangents) if batched else pullback(tangents))[0]
+
+
+def _double_backward(loss, params, tangents, batched):
+    with torch.enable_grad():
+        leaves = [p.detach().requires_grad_() for p in params]
+        grads = torch.autograd.grad(loss(leaves), leaves, create_graph=True)
+        return torch.autograd.grad(
+            grads, leaves, tangents, is_grads_batched=batched, allow_unused=True, materialize_grads=True
+        )
+
+
+COMPOSITIONS: dict[str, Callable] = {
+    "jvp_grad": _jvp_grad,  # forward-over-reverse, torch.func
+    "vjp_grad": _vjp_grad,  # reverse-over-reverse, torch.func
+    "double_backward": _double_backward,  # reverse-over-reverse, torch.autograd create_graph
+}
+DEFAULT_COMPOSITION = "jvp_grad"
+
+
+class HessianOperator(LinearOperator):
+    """Hessian of the mean cross-entropy over all samples of ``batches`` at the current parameters.
+
+    ``batches`` is a sequence of ``(x, y)`` tensors, kept in its order (inputs are moved to the
+    model's device and dtype once). Each batch's summed loss is divided by the total sample
+    count, so an uneven last batch weighs by its size. Products are computed in the model's
+    dtype and accumulated over batches in float64, with TF32 off.
+
+    ``bn_mode``: ``"batch"`` -- every BatchNorm normalises with the statistics of the batch it
+    sees (the loss SGD trains on), running statistics are neither used nor updated;
+    ``"running"`` -- eval-mode BatchNorm with the stored running statistics (PyHessian's
+    choice). Other modules keep their own train/eval mode.
+
+    ``composition`` picks how the Hessian-vector product is built (see ``COMPOSITIONS``); all
+    of them agree with a finite-difference-checked Hessian through train-mode BatchNorm.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        bn_mode: str = "batch",
+        composition: str = DEFAULT_COMPOSITION,
+    ):
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+        if composition not in COMPOSITIONS:
+            raise ValueError(f"composition must be one of {tuple(COMPOSITIONS)}, got {composition!r}")
+        self.model, self.bn_mode, self.composition = model, bn_mode, composition
+        named = list(model.named_parameters())
+        if not named:
+            raise ValueError("the model has no parameters")
+        self._names = [name for name, _ in named]
+        self._shapes = [p.shape for _, p in named]
+        self._sizes = [p.numel() for _, p in named]
+        self.num_params = sum(self._sizes)
+        self.device, self.dtype = named[0][1].device, named[0][1].dtype
+        self._bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if bn_mode == "running" and any(not m.track_running_stats for m in self._bns):
+            raise ValueError("bn_mode='running' needs BatchNorm layers that track running statistics")
+        self.batches = [self._to_device(x, y) for x, y in batches]
+        if not self.batches:
+            raise ValueError("batches is empty")
+        self.num_samples = sum(len(y) for _, y in self.batches)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(x) != len(y) or len(y) == 0:
+            raise ValueError(f"each batch needs as many labels as inputs (>0), got {len(x)} and {len(y)}")
+        dtype = self.dtype if x.is_floating_point() else x.dtype
+        return x.to(self.device, dtype), y.to(self.device)
+
+    @contextlib.contextmanager
+    def _mode(self) -> Iterator[None]:
+        """BatchNorm in the chosen mode, running statistics untouched, TF32 off; restored on exit."""
+        saved = [(m, m.training, m.track_running_stats) for m in self._bns]
+        try:
+            for m in self._bns:
+                m.training = self.bn_mode == "batch"
+                if self.bn_mode == "batch":
+                    m.track_running_stats = False  # F.batch_norm then gets no running buffers
+            with no_tf32():
+                yield
+        finally:
+            for m, training, track in saved:
+                m.training, m.track_running_stats = training, track
+
+    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> Callable:
+        def loss(params):
+            logits = functional_call(self.model, dict(zip(self._names, params)), (x,))
+            return F.cross_entropy(logits, y, reduction="sum") / self.num_samples
+
+        return loss
+
+    def _params(self) -> tuple[torch.Tensor, ...]:
+        return tuple(p.detach() for p in self.model.parameters())
+
+    def _check_finite(self, out: torch.Tensor, what: str) -> torch.Tensor:
+        if not torch.isfinite(out).all():
+            raise OperatorError(
+                f"NaN/Inf in the {what} (bn_mode={self.bn_mode!r}, composition={self.composition!r}): "
+                "the parameters or the data contain NaN/Inf, or the loss overflowed (a diverged model?)"
+            )
+        return out
+
+    def _product(self, V: torch.Tensor, batched: bool) -> torch.Tensor:
+        """H V for V of shape (n,), or (k, n) with ``batched``; accumulated in float64."""
+        lead = V.shape[:-1]
+        X = V.to(self.device, self.dtype)
+        tangents = tuple(t.reshape(*lead, *s) for t, s in zip(X.split(self._sizes, dim=-1), self._shapes))
+        out = torch.zeros(V.shape, dtype=torch.float64, device=self.device)
+        hvp, params = COMPOSITIONS[self.composition], self._params()
+        with self._mode():
+            for x, y in self.batches:
+                parts = hvp(self._batch_loss(x, y), params, tangents, batched)
+                out += torch.cat([t.reshape(*lead, -1) for t in parts], dim=-1)
+        return self._check_finite(out, "Hessian-vector product").to(V.device, V.dtype)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """H v for a 1-D ``v`` over all parameters; same dtype and device as ``v``."""
+        if v.shape != (self.num_params,):
+            raise ValueError(f"expected shape ({self.num_params},), got {tuple(v.shape)}")
+        return self._product(v, batched=False)
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """H times each row of ``V`` (k, n), all k in one pass over the data (vmap over tangents)."""
+        if V.dim() != 2 or V.shape[1] != self.num_params:
+            raise ValueError(f"expected shape (k, {self.num_params}), got {tuple(V.shape)}")
+        return self._product(V, batched=True)
+
+    def gradient(self) -> torch.Tensor:
+        """Full-data gradient (float64, flattened) at the current parameters, same loss and BN mode."""
+        out = torch.zeros(self.num_params, dtype=torch.float64, device=self.device)
+        params = self._params()
+        with self._mode():
+            for x, y in self.batches:
+                out += torch.cat([g.reshape(-1) for g in grad(self._batch_loss(x, y))(params)])
+        return self._check_finite(out, "gradient")
+
+    def loss(self) -> float:
+        """Full-data mean loss at the current parameters, same BN mode."""
+        params = self._params()
+        with self._mode(), torch.no_grad():
+            return sum(float(self._batch_loss(x, y)(params)) for x, y in self.batches)
