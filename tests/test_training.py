@@ -277,3 +277,17 @@ def test_unusable_snapshots_are_errors_not_restarts(tmp_path, tiny):
     snapshot.write_bytes(good[: len(good) // 2])
     with pytest.raises(SnapshotError, match=f"unreadable training snapshot.*rm -f {snapshot}"):
         run(tmp_path, tiny, cfg)
+
+
+def test_throughput_switches_keep_the_computation(tmp_path, tiny):
+    base = TrainConfig(steps=4, batch_size=32, log_every=2)
+    states = {}
+    for name, flags in {"base": {}, "channels_last": {"channels_last": True}, "bf16": {"bf16_autocast": True}}.items():
+        cfg = TrainConfig(**{**base.__dict__, **flags})
+        run(tmp_path / name, tiny, cfg, steps=[4])
+        model, attrs = load_checkpoint(tmp_path / name / "step4.h5")
+        assert attrs["config"]["channels_last"] == cfg.channels_last and np.isfinite(attrs["train_loss"])
+        states[name] = model.state_dict()
+    for key, value in states["base"].items():  # same maths, other kernels: equal up to rounding
+        torch.testing.assert_close(states["channels_last"][key], value, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(states["bf16"][key].float(), value.float(), rtol=0.1, atol=0.05)

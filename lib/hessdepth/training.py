@@ -283,9 +283,8 @@ class _Run:
     def train_step(self) -> bool:
         """One SGD update; returns False, with the model as it was, where the loss or the updated
         parameters or BN statistics are not finite (one device sync per step)."""
-        idx = self.sampler.indices()
-        images = self.train_images[idx.to(self.device)]
-        labels = self.train_labels[idx.to(self.device)]
+        idx = self.sampler.indices().to(self.device)
+        images, labels = self.train_images[idx], self.train_labels[idx]
         if self.cfg.augment:
             offsets, flips = self.sampler.crop_flip()
             images = augment(images, offsets.to(self.device), flips.to(self.device))
@@ -410,9 +409,14 @@ def train(
 
     Writes a checkpoint at each of ``checkpoint_steps`` (0 = the initial weights) to
     ``checkpoint_path[step]`` / ``checkpoint_path(step)``, the curve at the end, and a snapshot
-    every ``cfg.snapshot_every`` steps (None: no snapshots). Resumes from an existing snapshot.
+    every ``cfg.snapshot_every`` steps (None: no snapshots). Resumes from an existing snapshot
+    made with the same model, seed, config, attrs, data and checkpoint steps (else
+    :class:`SnapshotError`), rewriting any of its checkpoints that are missing on disk.
     ``attrs`` (e.g. ``{"dataset": ...}``) are added to every output file. The tqdm bar shows
-    only on a terminal; log lines go to stderr.
+    only on a terminal; log lines go to stderr. On a NaN/Inf loss, parameter or BN statistic:
+    ``on_divergence="error"`` raises :class:`TrainingDiverged` (snapshot kept); ``"record"``
+    stops and writes the remaining checkpoints with the last finite state, marked
+    ``diverged=True`` with ``diverged_at`` (the step of that state).
     """
     device = torch.device(device)
     plan = _checkpoint_plan(checkpoint_steps, checkpoint_path, cfg.steps)
@@ -430,7 +434,8 @@ def train(
         while run.step < cfg.steps:
             if not run.train_step():
                 lr = lr_at(cfg, run.step)
-                kept = f"; the last good snapshot {run.snapshot_path} is kept" if run.snapshot_path else ""
+                saved = run.snapshot_path and run.snapshot_path.exists()
+                kept = f"; the last good snapshot {run.snapshot_path} is kept" if saved else ""
                 if cfg.on_divergence == "error":
                     bar.close()
                     raise TrainingDiverged(
