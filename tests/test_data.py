@@ -115,6 +115,20 @@ def test_archive_round_trip_and_missing_member(tmp_path, small):
         read_cifar_archive(tmp_path / "partial.tar.gz")
 
 
+def test_batch_without_labels_is_a_data_error(tmp_path, small):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    write_cifar_archive(path, small, per_batch=10)
+    with tarfile.open(path) as src, tarfile.open(tmp_path / "nolabels.tar.gz", "w:gz") as dst:
+        for member in src.getmembers():
+            blob = src.extractfile(member).read()
+            if member.name.endswith("data_batch_2"):
+                blob = pickle.dumps({"data": pickle.loads(blob)["data"]}, protocol=2)
+                member.size = len(blob)
+            dst.addfile(member, io.BytesIO(blob))
+    with pytest.raises(DataError, match=r"nolabels.tar.gz: .*data_batch_2 has no \['labels'\]"):
+        read_cifar_archive(tmp_path / "nolabels.tar.gz")
+
+
 def test_unpickler_refuses_code(tmp_path):
     path = tmp_path / "evil.tar.gz"
     with tarfile.open(path, "w:gz") as tar:

@@ -100,7 +100,13 @@ def _load_batch(archive: tarfile.TarFile, name: str) -> dict:
     if member is None:
         raise KeyError(name)
     batch = _BatchUnpickler(member, encoding="bytes").load()
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if not isinstance(batch, dict):
+        raise ValueError(f"{name} holds a {type(batch).__name__}, not a dict")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    missing = {"batches.meta": {"label_names"}}.get(name, {"data", "labels"}) - batch.keys()
+    if missing:
+        raise ValueError(f"{name} has no {sorted(missing)}")
+    return batch
 
 
 def _images_labels(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
