@@ -23,3 +23,4 @@ from .operator import BN_MODES, COMPOSITIONS, HessianOperator, MatrixOperator, O
 from .lanczos import SLQResult, gauss_quadrature, lanczos, probe_vector, slq  # noqa: E402
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats  # noqa: E402
 from .density import density  # noqa: E402
+from .analysis import run_gradnorms, run_lanczos, run_moments  # noqa: E402

@@ -1,0 +1,144 @@
+"""The per-checkpoint analyses the workflow runs: SLQ, Hutchinson moments, gradient norms.
+
+Each ``run_*`` function reads a checkpoint and the dataset, builds the Hessian operator of the
+configured loss, computes, and writes one HDF5 file whose attributes say what it is (model,
+step, seed, dataset, BN mode, dtype, settings). Lanczos and Hutchinson save each finished
+probe in a :class:`ProbeStore` beside the output and resume from it after a kill.
+A checkpoint of a diverged model gets an output of NaNs marked ``diverged``, so the rest of the
+workflow goes on and marks it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import balanced_subset, fixed_batches, load_dataset_h5
+from .device import choose_device
+from .gradnorms import per_variable_norms
+from .h5io import atomic_h5, string_array
+from .lanczos import slq
+from .moments import hutchinson_moments
+from .operator import HessianOperator
+from .probestore import ProbeStore
+from .training import load_checkpoint
+
+log = logging.getLogger("hessdepth")
+
+_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "width", "seed", "step", "n_params",
+             "diverged", "train_loss", "train_acc")
+
+
+def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, bn_mode, dtype, device,
+                        **_unused) -> tuple[HessianOperator, dict]:
+    """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches."""
+    device = choose_device(device)
+    model, attrs = load_checkpoint(checkpoint, device=device)
+    model = model.to(getattr(torch, dtype))
+    dataset = load_dataset_h5(data)
+    images, labels = dataset.train_images, dataset.train_labels
+    if samples:
+        keep = balanced_subset(labels, samples, subset_seed)
+        images, labels = images[keep], labels[keep]
+    batches = fixed_batches(images, labels, batch_size, device, dtype=getattr(torch, dtype))
+    op = HessianOperator(model, batches, bn_mode=bn_mode)
+    log.info("%s step %s: Hessian of %d parameters over %d images in %d batches, bn_mode=%s, %s on %s",
+             attrs.get("model"), attrs.get("step"), op.num_params, op.num_samples, len(batches),
+             bn_mode, dtype, device)
+    return op, attrs
+
+
+def _digest(model: torch.nn.Module) -> str:
+    """Identifies the parameters a probe store was computed at."""
+    h = hashlib.sha1()
+    for p in model.parameters():
+        h.update(p.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _output_attrs(op: HessianOperator, ckpt_attrs: dict, settings: dict) -> dict:
+    attrs = {k: ckpt_attrs[k] for k in _IDENTITY if k in ckpt_attrs}
+    return {**attrs, "settings": settings, "bn_mode": op.bn_mode, "dtype": str(op.dtype).removeprefix("torch."),
+            "hessian_samples": op.num_samples, "composition": op.composition}
+
+
+def _checked(op: HessianOperator) -> dict:
+    """Symmetry and repeatability of the operator (4 products); raises with the usual causes."""
+    return {"symmetry_error": op.check_symmetry(), "repeatability_error": op.check_repeatability()}
+
+
+def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
+    return ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**settings, "params": _digest(op.model)})
+
+
+def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True) -> None:
+    """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md."""
+    out = Path(out)
+    op, ckpt = checkpoint_operator(checkpoint, data, **settings)
+    attrs = _output_attrs(op, ckpt, settings)
+    m, probes = settings["iterations"], settings["probes"]
+    if ckpt.get("diverged"):
+        log.warning("model diverged: writing a NaN spectrum marked diverged")
+        nan = np.full((probes, m), np.nan)
+        with atomic_h5(out, {**attrs, "iterations": m, "probes": probes, "breakdown": False}) as f:
+            for name, value in dict(alpha=nan, beta=nan[:, :-1], nodes=nan, weights=np.zeros_like(nan),
+                                    steps=np.zeros(probes, np.int64), seconds=np.zeros(probes)).items():
+                f[name] = value
+        return
+    checks = _checked(op)
+    store = _store(out, settings, op)
+    todo = store.missing(range(probes))
+    if todo:
+        slq(op, iterations=m, probes=probes, seed=settings["seed"], kind=settings["probe_kind"],
+            block=settings["block"], indices=todo, callback=store.save, progress=progress)
+    rows = [store.rows[i] for i in range(probes)]
+    steps = np.array([int(r["steps"]) for r in rows])
+    with atomic_h5(out, {**attrs, **checks, "iterations": m, "probes": probes,
+                         "probe_kind": settings["probe_kind"], "seed_probes": settings["seed"],
+                         "breakdown": bool((steps < m).any())}) as f:
+        for name in ("alpha", "beta", "nodes", "weights", "steps", "seconds"):
+            f[name] = np.stack([np.asarray(r[name]) for r in rows])
+    store.remove()
+    log.info("wrote %s: %d probes, Lanczos lengths %s", out, probes, sorted(set(steps.tolist())))
+
+
+def run_moments(checkpoint, data, out, settings: dict, progress: bool = True) -> None:
+    """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
+    out = Path(out)
+    op, ckpt = checkpoint_operator(checkpoint, data, **settings)
+    attrs = _output_attrs(op, ckpt, settings)
+    probes = settings["probes"]
+    if ckpt.get("diverged"):
+        log.warning("model diverged: writing NaN moments marked diverged")
+        values = np.full((probes, 4), np.nan)
+        checks = {}
+    else:
+        checks = _checked(op)
+        store = _store(out, settings, op)
+        todo = store.missing(range(probes))
+        if todo:
+            hutchinson_moments(op, probes=probes, seed=settings["seed"], indices=todo,
+                               callback=store.save, progress=progress)
+        values = np.stack([np.asarray(store.rows[i]["values"]) for i in range(probes)])
+    estimate = values.mean(axis=0)
+    stderr = values.std(axis=0, ddof=1) / np.sqrt(probes)
+    with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": settings["seed"]}) as f:
+        f["probe_values"], f["estimate"], f["stderr"] = values, estimate, stderr
+    if not ckpt.get("diverged"):
+        _store(out, settings, op).remove()
+    log.info("wrote %s: (1/n)tr(H^k) = %s +- %s", out, estimate, stderr)
+
+
+def run_gradnorms(checkpoint, data, out, settings: dict) -> None:
+    """Per-variable norms of the full training-set gradient (the paper's figure 1)."""
+    start = time.perf_counter()
+    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", **settings)
+    attrs = _output_attrs(op, ckpt, settings)
+    names, norms, numel = per_variable_norms(op.model, op.gradient())
+    with atomic_h5(out, {**attrs, "loss": op.loss()}) as f:
+        f["names"], f["norms"], f["numel"] = string_array(names), norms, numel
+    log.info("wrote %s: %d variables in %.1f s", out, len(names), time.perf_counter() - start)

@@ -1,0 +1,162 @@
+"""The real snakemake CLI on config/test.yaml in temporary directories: every rule, every figure."""
+import csv
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import SUBSET_MD5, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+R = "results/synthetic"
+FIGURES = ["fig1_gradnorms", "fig2_depth_densities", "fig3_moments", "fig4_densities_steps",
+           "fig5_curves", "fig6_curves"]
+MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """The whole DAG of the test config, run once for the tests of this module."""
+    workdir = tmp_path_factory.mktemp("full")
+    snakemake(workdir)
+    snakemake(workdir, "--report", "report.html")
+    return workdir
+
+
+def test_data_file(full_run):
+    with h5py.File(full_run / f"{R}/data.h5") as f:
+        assert f["train/images"].shape == (200, 3, 32, 32) and f["train/images"].dtype == np.uint8
+        assert f["test/labels"].shape == (100,)
+        assert f.attrs["synthetic"] and f.attrs["dataset"] == "synthetic"
+
+
+def test_checkpoints_and_curves(full_run):
+    for model in MODELS:
+        for step in (10, 20):
+            with h5py.File(full_run / f"{R}/train/{model}/seed0/step{step}.h5") as f:
+                assert f.attrs["model"] == model and f.attrs["step"] == step
+                assert np.isfinite(f.attrs["train_loss"]) and not f.attrs["diverged"]
+                assert all(np.isfinite(f[f"state/{k}"][()]).all() for k in f["state"])
+        with h5py.File(full_run / f"{R}/train/{model}/seed0/curve.h5") as f:
+            assert list(f["train/step"][()]) == [5, 10, 15, 20]
+            assert np.isfinite(f["train/loss"][()]).all()
+
+
+def test_lanczos_and_moments(full_run):
+    for model in MODELS:
+        for step in (10, 20):
+            base = full_run / f"{R}/hessian/{model}/seed0/step{step}"
+            with h5py.File(base / "lanczos.h5") as f:
+                assert f["nodes"].shape == (2, 8) and f["alpha"].shape == (2, 8)
+                np.testing.assert_allclose(f["weights"][()].sum(axis=1), 1, rtol=1e-10)
+                assert np.isfinite(f["nodes"][()]).all()
+                assert f.attrs["bn_mode"] == "batch" and f.attrs["hessian_samples"] == 60
+                assert f.attrs["dtype"] == "float32" and f.attrs["model"] == model
+            with h5py.File(base / "moments.h5") as f:
+                assert f["probe_values"].shape == (4, 4)
+                assert np.isfinite(f["estimate"][()]).all() and (f["stderr"][()] > 0).all()
+                assert f["estimate"][1] > 0 and f["estimate"][3] > 0  # tr(H^2), tr(H^4) > 0
+            assert not list(base.glob(".*probes*")), "probe stores are removed once the output is written"
+
+
+def test_gradnorms(full_run):
+    for arch in ("resnet", "simple"):
+        with h5py.File(full_run / f"{R}/gradnorms/{arch}14/seed0/step10.h5") as f:
+            names = [n.decode() for n in f["names"][()]]
+            assert names[0] == "conv1.weight" and names[-1] == "fc.bias"
+            assert (f["norms"][()] > 0).all() and f["numel"][()].sum() == f.attrs["n_params"]
+
+
+def test_summary(full_run):
+    rows = list(csv.DictReader(open(full_run / f"{R}/summary.csv")))
+    assert sorted((r["model"], int(r["step"])) for r in rows) == sorted((m, s) for m in MODELS for s in (10, 20))
+    for row in rows:
+        for key in ("lambda_min", "lambda_max", "slq_kurtosis", "hutch_kurtosis", "slq_skewness"):
+            assert np.isfinite(float(row[key])), key
+        assert float(row["lambda_min"]) < float(row["lambda_max"])
+        assert float(row["slq_kurtosis_lo"]) <= float(row["slq_kurtosis"]) <= float(row["slq_kurtosis_hi"])
+
+
+def test_figures_report_and_results(full_run):
+    for fig in FIGURES:
+        for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
+            path = full_run / f"figures/{fig}.{ext}"
+            assert path.read_bytes()[:4] == magic and path.stat().st_size > 5000
+    assert "fig3_moments.png" in (full_run / "figures/results.md").read_text()
+    assert (full_run / "report.html").stat().st_size > 100_000
+
+
+def test_every_rule_has_log_and_benchmark(full_run):
+    logs = {p.parent.name if p.parent.name not in ("synthetic", "logs") else p.stem
+            for p in (full_run / "logs").rglob("*.log")}
+    assert {"train", "lanczos", "moments", "gradnorms", "figures", "prepare_data", "summary"} <= logs
+    assert list((full_run / "benchmarks").rglob("*.tsv"))
+
+
+def test_nothing_left_to_do_after_a_full_run(full_run):
+    assert planned_jobs(full_run) == {}
+
+
+def test_moments_setting_reruns_moments_only(full_run):
+    jobs = planned_jobs(full_run, "--config", "moments={'probes': 5, 'seed': 1}")
+    assert set(jobs) - {"all"} == {"moments", "summary", "figure", "results_doc"}
+    assert jobs["moments"] == 8 and jobs["figure"] == 1  # figure 3 is the only one that reads moments
+
+
+def test_a_figure_schedules_only_its_upstream(tmp_path):
+    assert planned_jobs(tmp_path, "figures/fig5_curves.pdf") == {"prepare_data": 1, "train": 2, "figure": 1}
+    fig1 = planned_jobs(tmp_path, "figures/fig1_gradnorms.png")
+    assert fig1 == {"prepare_data": 1, "train": 2, "gradnorms": 2, "figure": 1}
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    proc = snakemake(tmp_path, "--config", "models={'depths': [8, 15], 'width': 4, 'seeds': [0], "
+                     "'archs': ['resnet', 'simple']}", "hessian={'bn_mode': 'eval'}", check=False)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "models.depths: depth must be 6n+2" in message and "got 15" in message
+    assert "hessian.bn_mode: 'eval' is not one of" in message
+    assert not (tmp_path / "results").exists()
+
+
+def test_cifar_subset_through_data_archive(tmp_path, subset_archive):
+    target = "results/cifar10/train/resnet8/seed0/step10.h5"
+    snakemake(tmp_path, target, "--config", "dataset=cifar10",
+              f"data={{'archive': '{subset_archive}', 'md5': '{SUBSET_MD5}'}}")
+    with h5py.File(tmp_path / "results/cifar10/data.h5") as f:
+        assert f["train/images"].shape == (5000, 3, 32, 32) and f["test/images"].shape == (1000, 3, 32, 32)
+        assert not f.attrs["synthetic"] and f.attrs["md5"] == SUBSET_MD5
+        assert np.bincount(f["train/labels"][()]).tolist() == [500] * 10
+    with h5py.File(tmp_path / target) as f:
+        assert f.attrs["dataset"] == "cifar10" and np.isfinite(f.attrs["train_loss"])
+
+
+@pytest.fixture
+def archive_server(subset_archive):
+    """The subset archive served over HTTP on 127.0.0.1 (a stand-in for the CIFAR-10 site)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(subset_archive.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{subset_archive.name}"
+    server.shutdown()
+
+
+def test_download_rule_over_http(tmp_path, archive_server):
+    target = "results/downloads/cifar-10-python.tar.gz"
+    snakemake(tmp_path, target, "--config", f"data={{'url': '{archive_server}', 'md5': '{SUBSET_MD5}'}}")
+    from hessdepth.data import file_md5
+    assert file_md5(tmp_path / target) == SUBSET_MD5
+
+
+def test_download_rule_md5_mismatch(tmp_path, archive_server):
+    target = "results/downloads/cifar-10-python.tar.gz"
+    proc = snakemake(tmp_path, target, "--config", f"data={{'url': '{archive_server}', 'md5': '{'0' * 32}'}}",
+                     check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/download_cifar10.log").read_text()
+    assert "md5" in log and "expected " + "0" * 32 in log
+    assert not list((tmp_path / "results/downloads").iterdir())
