@@ -5,23 +5,32 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SUBSET = ROOT.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
 SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """``snakemake ARGS -s ROOT/Snakefile --directory workdir --configfile config/test.yaml``.
+def snakemake(
+    workdir: Path, *args: str, overrides: dict | None = None, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """``snakemake ARGS -s ROOT/Snakefile --directory workdir --configfile config/test.yaml [overrides]``.
 
-    Targets go first in ARGS: options such as --configfile and --config take several values.
+    Targets go first in ARGS (options such as --configfile take several values). ``overrides``
+    are written to ``workdir/overrides.yaml`` and laid over the test config.
     """
+    configfiles = [str(ROOT / "config/test.yaml")]
+    if overrides:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        configfiles.append(str(workdir / "overrides.yaml"))
     cmd = [
         sys.executable, "-m", "snakemake",
         *args,
         "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(workdir),
-        "--configfile", str(ROOT / "config/test.yaml"),
+        "--configfile", *configfiles,
         "--cores", "2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -31,9 +40,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
     return proc
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, overrides: dict | None = None) -> dict[str, int]:
     """Rule name -> job count of a dry run (``--dry-run``), parsed from its job-stats table."""
-    out = snakemake(workdir, *args, "--dry-run").stdout
+    out = snakemake(workdir, *args, "--dry-run", overrides=overrides).stdout
     jobs, in_table = {}, False
     for line in out.splitlines():
         parts = line.split()

@@ -102,7 +102,7 @@ def test_nothing_left_to_do_after_a_full_run(full_run):
 
 
 def test_moments_setting_reruns_moments_only(full_run):
-    jobs = planned_jobs(full_run, "--config", "moments={'probes': 5, 'seed': 1}")
+    jobs = planned_jobs(full_run, overrides={"moments": {"probes": 5}})
     assert set(jobs) - {"all"} == {"moments", "summary", "figure", "results_doc"}
     assert jobs["moments"] == 8 and jobs["figure"] == 1  # figure 3 is the only one that reads moments
 
@@ -114,19 +114,19 @@ def test_a_figure_schedules_only_its_upstream(tmp_path):
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
-    proc = snakemake(tmp_path, "--config", "models={'depths': [8, 15], 'width': 4, 'seeds': [0], "
-                     "'archs': ['resnet', 'simple']}", "hessian={'bn_mode': 'eval'}", check=False)
+    proc = snakemake(tmp_path, overrides={"models": {"depths": [8, 15]}, "hessian": {"bn_mode": "eval"}},
+                     check=False)
     assert proc.returncode != 0
     message = proc.stdout + proc.stderr
     assert "models.depths: depth must be 6n+2" in message and "got 15" in message
     assert "hessian.bn_mode: 'eval' is not one of" in message
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
 
 
 def test_cifar_subset_through_data_archive(tmp_path, subset_archive):
     target = "results/cifar10/train/resnet8/seed0/step10.h5"
-    snakemake(tmp_path, target, "--config", "dataset=cifar10",
-              f"data={{'archive': '{subset_archive}', 'md5': '{SUBSET_MD5}'}}")
+    snakemake(tmp_path, target,
+              overrides={"dataset": "cifar10", "data": {"archive": str(subset_archive), "md5": SUBSET_MD5}})
     with h5py.File(tmp_path / "results/cifar10/data.h5") as f:
         assert f["train/images"].shape == (5000, 3, 32, 32) and f["test/images"].shape == (1000, 3, 32, 32)
         assert not f.attrs["synthetic"] and f.attrs["md5"] == SUBSET_MD5
@@ -147,15 +147,14 @@ def archive_server(subset_archive):
 
 def test_download_rule_over_http(tmp_path, archive_server):
     target = "results/downloads/cifar-10-python.tar.gz"
-    snakemake(tmp_path, target, "--config", f"data={{'url': '{archive_server}', 'md5': '{SUBSET_MD5}'}}")
+    snakemake(tmp_path, target, overrides={"data": {"url": archive_server, "md5": SUBSET_MD5}})
     from hessdepth.data import file_md5
     assert file_md5(tmp_path / target) == SUBSET_MD5
 
 
 def test_download_rule_md5_mismatch(tmp_path, archive_server):
     target = "results/downloads/cifar-10-python.tar.gz"
-    proc = snakemake(tmp_path, target, "--config", f"data={{'url': '{archive_server}', 'md5': '{'0' * 32}'}}",
-                     check=False)
+    proc = snakemake(tmp_path, target, overrides={"data": {"url": archive_server, "md5": "0" * 32}}, check=False)
     assert proc.returncode != 0
     log = (tmp_path / "logs/download_cifar10.log").read_text()
     assert "md5" in log and "expected " + "0" * 32 in log
