@@ -1,0 +1,324 @@
+"""Aggregation of the per-checkpoint Hessian files into one table.
+
+One row per model x seed x step: the run's identity, its training metrics (from the
+checkpoint), the extreme Ritz values, and mean / std / skewness / kurtosis of the eigenvalue
+distribution with intervals from two independent estimators, stochastic Lanczos quadrature
+(columns ``slq_*``) and Hutchinson's moments (``hutch_*``). Each row also has a
+std-normalised density on a grid common to all rows (averaged over each grid cell, see
+:func:`cell_density`).
+
+:func:`aggregate_by_model` averages seeds by the rule :data:`BY_MODEL_RULE`.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from .density import density as spectral_density
+from .h5io import OutputError, atomic_h5, open_checked, string_array, write_attrs
+from .moments import quadrature_moments, spectral_stats
+
+log = logging.getLogger(__name__)
+
+IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "bn_mode")
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+RITZ = ("lambda_min", "lambda_max")
+STATS = ("mean", "std", "skewness", "kurtosis")
+ESTIMATORS = ("slq", "hutch")
+STAT_COLUMNS = tuple(f"{e}_{s}" for e in ESTIMATORS for s in STATS)
+
+
+def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(c for n in names for c in (n, f"{n}_lo", f"{n}_hi"))
+
+
+COLUMNS = (
+    "dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged",
+    "bn_mode", *METRICS, *RITZ, *_with_interval(STAT_COLUMNS),
+)
+MODEL_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "step", "n_params", "bn_mode")
+BY_MODEL_COLUMNS = (
+    *MODEL_IDENTITY, "diverged", "n_seeds", "n_diverged", "interval",
+    *_with_interval(METRICS + RITZ + STAT_COLUMNS),
+)
+BY_MODEL_RULE = (
+    "Diverged seeds are left out; the value is the mean over the remaining seeds; the interval is "
+    "a Student-t interval of that mean across seeds when there are at least two, else the single "
+    "seed's probe interval (spectral statistics) or none (training metrics, Ritz values). The "
+    "column 'interval' says which."
+)
+_STR = {"dataset", "model", "arch", "bn_mode", "interval"}
+_BOOL = {"synthetic", "diverged"}
+_INT = {"depth", "seed", "step", "n_params", "n_seeds", "n_diverged"}
+
+
+@dataclass
+class Summary:
+    """The table (``rows``, in input order) and each row's density on ``grid`` (std units)."""
+
+    rows: list[dict]
+    grid: np.ndarray
+    density: np.ndarray
+
+
+def model_label(arch: str, depth: int) -> str:
+    """``ResNet-20`` / ``simple-20``, as the paper names them."""
+    return f"{'ResNet' if arch == 'resnet' else arch}-{depth}"
+
+
+def common_grid(grid_range: Sequence[float], grid_points: int) -> np.ndarray:
+    """The shared eigenvalue grid, in units of each spectrum's standard deviation."""
+    lo, hi = (float(v) for v in grid_range)
+    if not hi > lo or grid_points < 2:
+        raise ValueError(f"need grid_range lo < hi and grid_points >= 2, got {grid_range}, {grid_points}")
+    return np.linspace(lo, hi, int(grid_points))
+
+
+def read_identity(f, path, keys: Sequence[str] = IDENTITY) -> dict:
+    """Identity attributes of a per-run file (``keys``), with Python types."""
+    missing = [k for k in keys if k not in f.attrs]
+    if missing:
+        raise OutputError(f"{path}: missing attributes {missing}")
+    return {k: _typed(k, f.attrs[k]) for k in keys}
+
+
+def _typed(name: str, value):
+    return bool(value) if name in _BOOL else int(value) if name in _INT else str(value)
+
+
+def _check_same_run(ref: dict, ref_path, other: dict, other_path) -> None:
+    keys = [k for k in ("dataset", "model", "seed", "step") if k in ref and k in other]
+    if any(ref[k] != other[k] for k in keys):
+        a = {k: ref[k] for k in keys}
+        b = {k: other[k] for k in keys}
+        raise OutputError(f"{ref_path} ({a}) and {other_path} ({b}) are not the same run")
+
+
+def _nan_stats(prefix: str) -> dict:
+    return {c: np.nan for c in _with_interval(f"{prefix}_{s}" for s in STATS)}
+
+
+def _stats_columns(prefix: str, per_probe: np.ndarray, stats: dict) -> dict:
+    result = spectral_stats(per_probe, **stats)
+    row = {}
+    for s in STATS:
+        row[f"{prefix}_{s}"], row[f"{prefix}_{s}_lo"], row[f"{prefix}_{s}_hi"] = (
+            float(v) for v in result[s]
+        )
+    return row
+
+
+def cell_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma2: float,
+                 max_refine: int = 256) -> np.ndarray:
+    """Std-normalised smoothed density averaged over each cell of the uniform ``grid``.
+
+    Values at the grid points alone miss mass when the smoothing kernel is narrower than the
+    spacing; each cell is sampled at 1, 4, 16 ... points until the cells hold all the mass
+    (to 1%) or ``max_refine`` is reached, so the result integrates to 1 whenever the spectrum
+    lies inside the grid.
+    """
+    spacing = grid[1] - grid[0]
+    refine = 1
+    while True:
+        offsets = ((np.arange(refine) + 0.5) / refine - 0.5) * spacing
+        _, fine = spectral_density(nodes, weights, grid=(grid[:, None] + offsets).ravel(),
+                                   sigma2=sigma2, normalize=True)
+        cells = fine.reshape(len(grid), refine).mean(axis=1)
+        if abs(cells.sum() * spacing - 1) < 0.01 or refine >= max_refine:
+            return cells
+        refine *= 4
+
+
+def read_spectrum(
+    lanczos_path: os.PathLike | str,
+    moments_path: os.PathLike | str | None = None,
+    *,
+    grid: np.ndarray,
+    sigma2: float,
+    stats: dict,
+) -> tuple[dict, np.ndarray]:
+    """Identity, Ritz extremes, SLQ (and Hutchinson) statistics and normalised density of a run.
+
+    A spectrum whose Lanczos nodes are not finite (or whose file says ``diverged``) is
+    returned with ``diverged=True``, NaN statistics and a NaN density.
+    """
+    with open_checked(lanczos_path, ("nodes", "weights")) as f:
+        row = read_identity(f, lanczos_path)
+        nodes, weights = f["nodes"][()], f["weights"][()]
+        flagged = bool(f.attrs.get("diverged", False))
+    used = weights > 0
+    finite = used.any() and np.isfinite(nodes[used]).all() and np.isfinite(weights).all()
+    row["diverged"] = flagged or not finite
+    row.update(_nan_stats("slq"))
+    row.update(_nan_stats("hutch"))
+    row["lambda_min"] = row["lambda_max"] = np.nan
+    dens = np.full(len(grid), np.nan)
+    if finite:
+        row["lambda_min"] = float(np.min(nodes[used]))
+        row["lambda_max"] = float(np.max(nodes[used]))
+        row.update(_stats_columns("slq", quadrature_moments(nodes, weights, kmax=4), stats))
+        dens = cell_density(nodes, weights, grid, sigma2)
+        mass = dens.sum() * (grid[1] - grid[0])
+        if abs(mass - 1) > 0.05:
+            log.warning("%s: only %.3f of the spectrum lies on the grid; widen grid_range",
+                        lanczos_path, mass)
+    if moments_path is not None:
+        with open_checked(moments_path, ("probe_values",)) as f:
+            _check_same_run(row, lanczos_path, read_identity(f, moments_path), moments_path)
+            probe_values = f["probe_values"][()]
+        if np.isfinite(probe_values).all():
+            row.update(_stats_columns("hutch", probe_values, stats))
+        else:
+            row["diverged"] = True
+    return row, np.asarray(dens, dtype=float)
+
+
+def read_checkpoint_metrics(path: os.PathLike | str) -> dict:
+    """Model, seed, step, training metrics and ``diverged`` of a checkpoint (not its state)."""
+    with open_checked(path, attrs=METRICS + ("diverged",)) as f:
+        row = read_identity(f, path, ("model", "seed", "step"))
+        if "dataset" in f.attrs:
+            row["dataset"] = str(f.attrs["dataset"])
+        row.update({k: float(f.attrs[k]) for k in METRICS})
+        row["diverged"] = bool(f.attrs["diverged"])
+    return row
+
+
+def summarize(
+    lanczos: Sequence[str],
+    moments: Sequence[str],
+    checkpoints: Sequence[str],
+    *,
+    density: dict,
+    stats: dict,
+) -> Summary:
+    """Build the table from three parallel lists of files (one model x seed x step each).
+
+    ``density``: ``sigma2``, ``grid_points``, ``grid_range`` (std units); ``stats``: keyword
+    arguments of :func:`hessdepth.spectral_stats` (``confidence``, ``method``, ``seed``).
+    """
+    if not len(lanczos) == len(moments) == len(checkpoints):
+        raise ValueError(
+            f"need one moments and one checkpoint file per Lanczos file, got "
+            f"{len(lanczos)} lanczos, {len(moments)} moments, {len(checkpoints)} checkpoints"
+        )
+    grid = common_grid(density["grid_range"], density["grid_points"])
+    rows, densities = [], []
+    for lz, mo, ck in zip(lanczos, moments, checkpoints):
+        spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats)
+        metrics = read_checkpoint_metrics(ck)
+        _check_same_run(spectrum, lz, metrics, ck)
+        if spectrum["diverged"] and not metrics["diverged"]:
+            raise OutputError(
+                f"{lz} or {mo} holds non-finite values but {ck} did not diverge; "
+                f"rebuild them with: rm -f {lz} {mo} && snakemake --cores all {lz} {mo}"
+            )
+        row = {**spectrum, **{k: metrics[k] for k in METRICS + ("diverged",)}}
+        rows.append({c: row[c] for c in COLUMNS})
+        densities.append(dens)
+        log.info("%s seed %d step %d: diverged=%s", row["model"], row["seed"], row["step"], row["diverged"])
+    return Summary(rows, grid, np.array(densities).reshape(len(rows), len(grid)))
+
+
+def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    half = sps.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return values.mean() - half, values.mean() + half
+
+
+def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
+    """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["model"], row["step"]), []).append(row)
+    out = []
+    for group in groups.values():
+        kept = [r for r in group if not r["diverged"]]
+        agg = {k: group[0][k] for k in MODEL_IDENTITY}
+        agg.update(
+            diverged=not kept, n_seeds=len(kept), n_diverged=len(group) - len(kept),
+            interval="t across seeds" if len(kept) >= 2 else "probe" if kept else "none",
+        )
+        for name in METRICS + RITZ + STAT_COLUMNS:
+            values = np.array([r[name] for r in kept], dtype=float)
+            value = lo = hi = np.nan
+            if len(values):
+                value = values.mean()
+            if len(values) >= 2:
+                lo, hi = _t_interval(values, confidence)
+            elif len(values) == 1 and name in STAT_COLUMNS:
+                lo, hi = kept[0][f"{name}_lo"], kept[0][f"{name}_hi"]
+            agg[name], agg[f"{name}_lo"], agg[f"{name}_hi"] = float(value), float(lo), float(hi)
+        out.append({c: agg[c] for c in BY_MODEL_COLUMNS})
+    return out
+
+
+def _column_array(rows: Sequence[dict], name: str) -> np.ndarray:
+    values = [r[name] for r in rows]
+    if name in _STR:
+        return string_array(values)
+    return np.array(values, dtype=bool if name in _BOOL else np.int64 if name in _INT else np.float64)
+
+
+def _write_table(group, rows: Sequence[dict], columns: Sequence[str]) -> None:
+    for name in columns:
+        group.create_dataset(name, data=_column_array(rows, name))
+    write_attrs(group, {"columns": list(columns), "n_rows": len(rows)})
+
+
+def write_csv(path: os.PathLike | str, rows: Sequence[dict], columns: Sequence[str]) -> None:
+    """Write rows as CSV (floats at full precision, NaN as ``nan``), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({c: repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_csv(path: os.PathLike | str) -> list[dict]:
+    """Read a table written by :func:`write_csv`, with typed values."""
+    if not Path(path).exists():
+        raise OutputError(f"{path}: file not found")
+
+    def parse(name, value):
+        if name in _STR:
+            return value
+        if name in _BOOL:
+            return value == "True"
+        return int(value) if name in _INT else float(value)
+
+    with open(path, newline="") as f:
+        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_summary(
+    h5_path: os.PathLike | str,
+    csv_path: os.PathLike | str,
+    by_model_csv: os.PathLike | str,
+    summary: Summary,
+    by_model: Sequence[dict],
+    attrs: dict,
+) -> None:
+    """summary.h5 (table columns at the root, ``grid``, ``density``, group ``by_model``) and CSVs."""
+    with atomic_h5(h5_path, attrs) as f:
+        _write_table(f, summary.rows, COLUMNS)
+        f.create_dataset("grid", data=summary.grid)
+        f.create_dataset("density", data=summary.density)
+        write_attrs(f["grid"], {"units": "eigenvalue / spectrum standard deviation"})
+        _write_table(f.create_group("by_model"), by_model, BY_MODEL_COLUMNS)
+        write_attrs(f["by_model"], {"rule": BY_MODEL_RULE})
+    write_csv(csv_path, summary.rows, COLUMNS)
+    write_csv(by_model_csv, by_model, BY_MODEL_COLUMNS)

@@ -1,0 +1,10 @@
+"""Rule figure: one of the paper's six figures (params.figure) as PDF and PNG."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
+import hessdepth as hd
+from hessdepth.plots import make_figure, save_figure
+
+hd.setup_job(snakemake.log[0])
+fig = make_figure(snakemake.params.figure, dict(snakemake.input.items()), dict(snakemake.params.items()))
+save_figure(fig, snakemake.output.pdf, snakemake.output.png)

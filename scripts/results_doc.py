@@ -1,0 +1,22 @@
+"""Rule results_doc: the Markdown results document, generated from the summary CSVs only."""
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
+import hessdepth as hd
+from hessdepth.findings import render_results
+from hessdepth.summary import read_csv
+
+hd.setup_job(snakemake.log[0])
+out = Path(snakemake.output.md)
+text = render_results(
+    read_csv(snakemake.input.csv),
+    read_csv(snakemake.input.by_model),
+    figures=[os.path.relpath(p, out.parent) for p in snakemake.input.figures],
+    config=snakemake.params.config,
+    machine=snakemake.params.machine,
+    wall_time=snakemake.params.wall_time,
+    sources=[os.path.relpath(p, out.parent) for p in (snakemake.input.csv, snakemake.input.by_model)],
+)
+out.write_text(text)

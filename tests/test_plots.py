@@ -1,0 +1,107 @@
+"""The six figures: the right data, written as PDF + PNG, synthetic and diverged runs marked."""
+import numpy as np
+import pytest
+
+import fake_results as fr
+from hessdepth.h5io import OutputError
+from hessdepth.plots import lower_norm_fraction, make_figure, read_gradnorms, save_figure
+
+PARAMS = {"density": {"sigma2": 1e-5, "grid_points": 801, "grid_range": [-20, 60]},
+          "stats": {"confidence": 0.95, "method": "bootstrap", "seed": 0}}
+
+
+def texts(fig) -> str:
+    """All text of a figure: suptitle, titles, labels, legends, annotations."""
+    return " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text") and callable(a.get_text)))
+
+
+def check_saved(fig, tmp_path, name):
+    pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
+    save_figure(fig, pdf, png)
+    assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 1000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def spectra_files(tmp_path, runs, moments=False):
+    """Lanczos (and moments) files for runs = [(arch, depth, seed, step, tail, diverged)]."""
+    lanczos, moment_files = [], []
+    for arch, depth, seed, step, tail, diverged in runs:
+        ident = fr.identity(arch, depth, seed, step)
+        d = tmp_path / f"{arch}{depth}_s{seed}_t{step}"
+        d.mkdir()
+        eigs = fr.spectrum(150, tail, seed)
+        fr.write_lanczos(d / "lanczos.h5", eigs, ident, probes=2, m=20, diverged=diverged)
+        lanczos.append(str(d / "lanczos.h5"))
+        if moments:
+            fr.write_moments(d / "moments.h5", eigs, ident, probes=8, diverged=diverged)
+            moment_files.append(str(d / "moments.h5"))
+    return (lanczos, moment_files) if moments else lanczos
+
+
+def test_fig1_fraction_and_figure(tmp_path):
+    simple = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    resnet = simple * np.array([0.5, 2, 0.5, 2, 1, 0.1, 3, 3])  # 3 of 8 strictly lower
+    for arch, norms in (("resnet", resnet), ("simple", simple)):
+        fr.write_gradnorms(tmp_path / f"{arch}.h5", fr.identity(arch, 80, step=10000), norms)
+    assert lower_norm_fraction(read_gradnorms(tmp_path / "resnet.h5"), read_gradnorms(tmp_path / "simple.h5")) == 3 / 8
+    inputs = {"resnet": str(tmp_path / "resnet.h5"), "simple": str(tmp_path / "simple.h5")}
+    fig = make_figure("fig1_gradnorms", inputs, {**PARAMS, "depth": 80, "step": 10000})
+    assert "37.5% of variables lower in the ResNet" in texts(fig)
+    assert "ResNet-80" in texts(fig) and "synthetic data" in fig.get_suptitle()
+    check_saved(fig, tmp_path, "fig1")
+    with pytest.raises(OutputError, match="step"):
+        make_figure("fig1_gradnorms", inputs, {**PARAMS, "depth": 80, "step": 20000})
+    fr.write_gradnorms(tmp_path / "other.h5", fr.identity("simple", 80, step=10000), simple[:4])
+    with pytest.raises(ValueError, match="different variables"):
+        make_figure("fig1_gradnorms", {**inputs, "simple": str(tmp_path / "other.h5")}, PARAMS)
+
+
+def test_fig2_densities_by_depth_mark_diverged(tmp_path):
+    runs = [("simple", d, s, 10, tail, False) for d, tail in ((8, 2.0), (14, 5.0), (20, 9.0)) for s in (0, 1)]
+    runs.append(("simple", 26, 0, 10, 9.0, True))
+    fig = make_figure("fig2_depth_densities", {"lanczos": spectra_files(tmp_path, runs)}, PARAMS)
+    text = texts(fig)
+    assert "simple-8, mean of 2 seeds" in text and "simple-26: diverged (not plotted)" in text
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 3 and ax.get_yscale() == "log"
+    assert "synthetic data" in fig.get_suptitle()
+    check_saved(fig, tmp_path, "fig2")
+
+
+def test_fig3_moments_vs_depth(tmp_path):
+    runs = [(a, d, 0, 10, tail * (3 if a == "simple" else 1), a == "simple" and d == 20)
+            for a in ("resnet", "simple") for d, tail in ((8, 1.0), (14, 2.0), (20, 3.0))]
+    lanczos, moments = spectra_files(tmp_path, runs, moments=True)
+    fig = make_figure("fig3_moments", {"lanczos": lanczos, "moments": moments}, PARAMS)
+    skew_ax, kurt_ax = fig.axes
+    assert skew_ax.get_xlabel() == "depth (layers)" and kurt_ax.get_ylabel().startswith("kurtosis")
+    assert "diverged" in texts(fig) and "Hutchinson moments" in texts(fig)
+    check_saved(fig, tmp_path, "fig3")
+
+
+def test_fig4_two_steps(tmp_path):
+    runs = [(a, 14, 0, step, tail * (3 if a == "simple" else 1), False)
+            for step, tail in ((10, 1.0), (20, 2.0)) for a in ("resnet", "simple")]
+    fig = make_figure("fig4_densities_steps", {"lanczos": spectra_files(tmp_path, runs)}, PARAMS)
+    left, right = fig.axes
+    assert (left.get_title(), right.get_title()) == ("step 10", "step 20")
+    assert "ResNet-14 vs simple-14" in fig.get_suptitle()
+    check_saved(fig, tmp_path, "fig4")
+
+
+def test_fig5_curves_seeds_and_divergence(tmp_path):
+    paths = []
+    for arch, loss in (("resnet", 0.01), ("simple", 0.2)):
+        for seed in (0, 1):
+            path = tmp_path / f"{arch}_{seed}.h5"
+            fr.write_curve(path, fr.identity(arch, 20, seed, synthetic=False), loss * (1 + seed),
+                           diverged=arch == "simple" and seed == 1)
+            paths.append(str(path))
+    fig = make_figure("fig5_curves", {"curves": paths}, {**PARAMS, "depth": 20})
+    text = texts(fig)
+    assert "ResNet-20 (2 seeds, mean bold)" in text and "seed 1 diverged" in text
+    assert "learning-rate change" in text and "(n = 3)" in fig.get_suptitle()
+    assert "synthetic" not in fig.get_suptitle()
+    check_saved(fig, tmp_path, "fig5")
+    with pytest.raises(OutputError, match="depth"):
+        make_figure("fig6_curves", {"curves": paths}, {**PARAMS, "depth": 80})

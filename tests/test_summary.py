@@ -1,0 +1,207 @@
+"""Summary table, per-model aggregation, verdicts and the results document."""
+import math
+
+import h5py
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+import fake_results as fr
+from hessdepth import findings
+from hessdepth.h5io import OutputError
+from hessdepth.density import density
+from hessdepth.summary import (
+    BY_MODEL_COLUMNS, COLUMNS, STAT_COLUMNS, aggregate_by_model, cell_density, common_grid, read_csv,
+    summarize, write_summary,
+)
+
+DENSITY = {"sigma2": 1e-5, "grid_points": 4001, "grid_range": [-20, 60]}
+STATS = {"confidence": 0.95, "method": "bootstrap", "seed": 0}
+
+
+def make_runs(tmp_path, runs, n=200):
+    """Files for ``runs`` = [(arch, depth, seed, tail, loss, diverged)]; returns the three lists."""
+    lists = {"lanczos": [], "moments": [], "checkpoints": []}
+    for arch, depth, seed, tail, loss, diverged in runs:
+        ident = fr.identity(arch, depth, seed)
+        d = tmp_path / ident["model"] / f"seed{seed}"
+        d.mkdir(parents=True, exist_ok=True)
+        eigs = fr.spectrum(n, tail, seed)
+        fr.write_lanczos(d / "lanczos.h5", eigs, ident, short=3, diverged=diverged)
+        fr.write_moments(d / "moments.h5", eigs, ident, diverged=diverged)
+        fr.write_checkpoint(d / "ckpt.h5", ident, loss, diverged=diverged)
+        for key, name in (("lanczos", "lanczos.h5"), ("moments", "moments.h5"), ("checkpoints", "ckpt.h5")):
+            lists[key].append(str(d / name))
+    return lists
+
+
+def test_summary_recovers_true_moments_and_densities(tmp_path):
+    files = make_runs(tmp_path, [("resnet", 8, 0, 2.0, 0.5, False), ("simple", 8, 0, 8.0, 0.9, False)])
+    summary = summarize(**files, density=DENSITY, stats=STATS)
+    assert [r["model"] for r in summary.rows] == ["resnet8", "simple8"]
+    for row, tail in zip(summary.rows, (2.0, 8.0)):
+        eigs = fr.spectrum(200, tail, 0)
+        truth = fr.true_stats(eigs)
+        for stat, value in truth.items():
+            assert row[f"slq_{stat}"] == pytest.approx(value, rel=1e-6)
+            assert row[f"hutch_{stat}_lo"] <= row[f"hutch_{stat}_hi"]
+        assert row["hutch_mean"] == pytest.approx(truth["mean"], rel=0.3)
+        assert row["lambda_max"] == pytest.approx(eigs.max(), rel=1e-6)
+        assert row["lambda_min"] >= eigs.min() - 1e-9
+        assert row["train_loss"] == pytest.approx(0.5 if tail == 2.0 else 0.9)
+    assert summary.rows[1]["slq_kurtosis"] > summary.rows[0]["slq_kurtosis"]
+    assert summary.density.shape == (2, 4001)
+    spacing = summary.grid[1] - summary.grid[0]
+    assert summary.density.sum(axis=1) * spacing == pytest.approx([1, 1], abs=0.01)
+
+
+def test_cell_density_keeps_the_mass_on_coarse_grids(tmp_path):
+    fr.write_lanczos(tmp_path / "l.h5", fr.spectrum(200, 8.0, 0), fr.identity("simple", 8))
+    with h5py.File(tmp_path / "l.h5") as f:
+        nodes, weights = f["nodes"][()], f["weights"][()]
+    grid = common_grid([-20, 60], 101)
+    _, points = density(nodes, weights, grid=grid, sigma2=1e-5, normalize=True)
+    assert abs(points.sum() * 0.8 - 1) > 0.2  # kernel much narrower than the spacing
+    cells = cell_density(nodes, weights, grid, 1e-5)
+    assert cells.sum() * 0.8 == pytest.approx(1, abs=0.01) and (cells >= 0).all()
+
+
+def test_written_tables_roundtrip(tmp_path):
+    files = make_runs(tmp_path, [("resnet", 8, s, 2.0, 0.5, False) for s in range(3)]
+                      + [("simple", 8, 0, 8.0, 0.9, True)])
+    summary = summarize(**files, density=DENSITY, stats=STATS)
+    by_model = aggregate_by_model(summary.rows, 0.95)
+    out = tmp_path / "out"
+    write_summary(out / "summary.h5", out / "summary.csv", out / "by_model.csv", summary, by_model, {"stats": STATS})
+    rows = read_csv(out / "summary.csv")
+    assert list(rows[0]) == list(COLUMNS) and len(rows) == 4
+    for row in rows[:3]:
+        assert not row["diverged"] and row["synthetic"] is True
+        assert all(math.isfinite(row[c]) for c in COLUMNS if isinstance(row[c], float))
+    assert rows[3]["diverged"] and math.isnan(rows[3]["slq_kurtosis"])
+    assert rows[:3] == [{c: r[c] for c in COLUMNS} for r in summary.rows[:3]]
+    by_csv = read_csv(out / "by_model.csv")
+    assert list(by_csv[0]) == list(BY_MODEL_COLUMNS)
+    with h5py.File(out / "summary.h5") as f:
+        assert set(COLUMNS) <= set(f) and f["density"].shape == (4, 4001)
+        assert [m.decode() for m in f["model"][()]] == [r["model"] for r in rows]
+        assert f["by_model/n_seeds"][()].tolist() == [3, 0]
+        assert np.isnan(f["density"][3]).all()
+
+
+def test_mismatched_or_inconsistent_files_are_errors(tmp_path):
+    files = make_runs(tmp_path, [("resnet", 8, 0, 2.0, 0.5, False), ("simple", 8, 0, 8.0, 0.9, False)])
+    swapped = {**files, "checkpoints": files["checkpoints"][::-1]}
+    with pytest.raises(OutputError, match="not the same run"):
+        summarize(**swapped, density=DENSITY, stats=STATS)
+    ident = fr.identity("resnet", 8)
+    fr.write_lanczos(files["lanczos"][0], fr.spectrum(200, 2.0, 0), ident, diverged=True)
+    with pytest.raises(OutputError, match="did not diverge"):
+        summarize(**files, density=DENSITY, stats=STATS)
+
+
+def by_model_row(arch, depth, kurt, lo, hi, step=10, diverged=False):
+    row = dict.fromkeys(BY_MODEL_COLUMNS, np.nan)
+    row.update(arch=arch, depth=depth, step=step, model=f"{arch}{depth}", diverged=diverged, n_seeds=1,
+               n_diverged=0, slq_kurtosis=kurt, slq_kurtosis_lo=lo, slq_kurtosis_hi=hi)
+    return row
+
+
+def test_aggregate_by_model_intervals():
+    base = dict(dataset="synthetic", synthetic=True, arch="simple", depth=8, model="simple8", step=10,
+                n_params=1, bn_mode="batch", train_loss=0.0, train_acc=0.0, test_loss=0.0, test_acc=0.0,
+                lambda_min=0.0, lambda_max=0.0, diverged=False)
+    rows = []
+    for seed, kurt in enumerate([3.0, 4.0, 8.0]):
+        row = {**base, "seed": seed, **{c: 1.0 for s in STAT_COLUMNS for c in (s, f"{s}_lo", f"{s}_hi")}}
+        rows.append({**row, "slq_kurtosis": kurt, "slq_kurtosis_lo": kurt - 1, "slq_kurtosis_hi": kurt + 1})
+    rows.append({**rows[0], "seed": 3, "diverged": True, "slq_kurtosis": 1e9})
+    (agg,) = aggregate_by_model(rows, 0.9)
+    k = np.array([3.0, 4.0, 8.0])
+    lo, hi = sps.t.interval(0.9, 2, loc=k.mean(), scale=sps.sem(k))
+    assert agg["slq_kurtosis"] == pytest.approx(5.0)
+    assert (agg["slq_kurtosis_lo"], agg["slq_kurtosis_hi"]) == pytest.approx((lo, hi))
+    assert (agg["n_seeds"], agg["n_diverged"], agg["interval"]) == (3, 1, "t across seeds")
+    (single,) = aggregate_by_model(rows[2:3], 0.9)
+    assert (single["slq_kurtosis_lo"], single["slq_kurtosis_hi"], single["interval"]) == (7.0, 9.0, "probe")
+    assert math.isnan(single["train_loss_lo"])
+
+
+def test_spearman_matches_scipy_and_exact_permutations():
+    corr = findings.spearman([8, 14, 20, 32, 44], [1.0, 2.0, 3.0, 5.0, 4.0])
+    assert corr.rho == pytest.approx(sps.spearmanr([8, 14, 20, 32, 44], [1, 2, 3, 5, 4]).statistic)
+    perfect = findings.spearman([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
+    assert perfect.p == pytest.approx(2 / 120)
+    assert findings.spearman([1, 2, 3], [1, 2, 3]).direction() == 0  # 3 points never decide
+    assert math.isnan(findings.spearman([1, 1, 1], [1, 2, 3]).rho)
+    equal_gaps = [np.log(0.07) - np.log(0.014), np.log(5), np.log(0.04) - np.log(0.008)]
+    assert len(set(equal_gaps)) == 2 and math.isnan(findings.spearman([8, 14, 20], equal_gaps).rho)
+
+
+def run_rows(kurtosis_of_depth, loss_of_depth, seeds=(0, 1, 2), depths=(8, 14, 20, 32, 44)):
+    """Per-run rows: simple nets follow the given functions, ResNets stay flat (with seed noise)."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for arch in ("resnet", "simple"):
+        for depth in depths:
+            for seed in seeds:
+                noise = 1 + 0.02 * rng.normal()
+                kurt = (5.0 if arch == "resnet" else kurtosis_of_depth(depth)) * noise
+                loss = (0.1 if arch == "resnet" else loss_of_depth(depth)) * noise
+                rows.append(dict(arch=arch, depth=depth, seed=seed, step=10, model=f"{arch}{depth}",
+                                 diverged=False, train_loss=loss, slq_skewness=kurt / 2, slq_kurtosis=kurt,
+                                 hutch_skewness=kurt / 2, hutch_kurtosis=kurt))
+    return rows
+
+
+@pytest.mark.parametrize("sign, expected", [(1, findings.HOLDS), (-1, findings.REVERSED)])
+def test_training_and_tails_verdicts(sign, expected):
+    rows = run_rows(lambda d: 30 + sign * 0.5 * d, lambda d: 0.1 * np.exp(sign * 0.05 * (d - 8)))
+    assert findings.training_verdict(rows, 10).verdict == expected
+    assert findings.tails_verdict(rows, 10).verdict == expected
+
+
+def test_noisy_data_are_not_resolved():
+    rng = np.random.default_rng(1)
+    rows = run_rows(lambda d: 20 + 10 * rng.normal(), lambda d: 0.1 * np.exp(rng.normal()))
+    assert findings.training_verdict(rows, 10).verdict == findings.UNRESOLVED
+    assert findings.tails_verdict(rows, 10).verdict == findings.UNRESOLVED
+
+
+def test_diverged_simple_net_counts_as_slowest():
+    rows = run_rows(lambda d: 20.0, lambda d: 0.1 * np.exp(0.05 * (d - 8)))
+    for r in rows:
+        if r["arch"] == "simple" and r["depth"] == 44:
+            r.update(diverged=True, train_loss=np.nan)
+    verdict = findings.training_verdict(rows, 10)
+    assert verdict.verdict == findings.HOLDS and "n=15" in verdict.evidence
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([("resnet", 20, 5, 4, 6), ("simple", 20, 30, 20, 40), ("resnet", 80, 5, 4, 6), ("simple", 80, 90, 50, 99)],
+     findings.HOLDS),
+    ([("resnet", 20, 30, 20, 40), ("simple", 20, 5, 4, 6), ("resnet", 80, 90, 50, 99), ("simple", 80, 5, 4, 6)],
+     findings.REVERSED),
+    ([("resnet", 20, 5, 4, 25), ("simple", 20, 30, 20, 40), ("resnet", 80, 5, 4, 60), ("simple", 80, 90, 50, 99)],
+     findings.UNRESOLVED),
+    ([("resnet", 20, 5, 4, 6), ("simple", 20, 30, 20, 40), ("resnet", 80, 90, 80, 99), ("simple", 80, 5, 4, 6)],
+     findings.UNRESOLVED),
+])
+def test_residual_verdict(rows, expected):
+    assert findings.residual_verdict([by_model_row(*r) for r in rows], 10).verdict == expected
+
+
+def test_results_document_from_tables(tmp_path):
+    files = make_runs(tmp_path, [(a, d, 0, t, loss, False) for a, d, t, loss in
+                                 [("resnet", 8, 2.0, 0.5), ("simple", 8, 4.0, 0.6),
+                                  ("resnet", 14, 2.0, 0.5), ("simple", 14, 8.0, 0.9)]])
+    summary = summarize(**files, density=DENSITY, stats=STATS)
+    by_model = aggregate_by_model(summary.rows, 0.95)
+    text = findings.render_results(summary.rows, by_model, figures=["fig3_moments.png"],
+                                   config={"dataset": "synthetic"}, machine="test box", wall_time=None,
+                                   sources=["summary.csv", "summary_by_model.csv"])
+    assert "Synthetic data" in text and "test box" in text and "not recorded" in text
+    assert "![fig3_moments](fig3_moments.png)" in text
+    # two depths, one seed: no rank correlation decides; exact SLQ probes give separated intervals
+    assert text.count("**not resolved at this scale**") == 2 and text.count("**holds**") == 1
+    assert "| 14 |" in text and "ResNet-14" in text and findings.RULES in text
