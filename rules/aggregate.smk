@@ -36,12 +36,13 @@ rule results_doc:
         csv=rules.summary.output.csv,
         by_model=rules.summary.output.by_model,
         figures=[f"figures/{fig}.png" for fig in FIGURES],
+        data=data_file(),
     output:
         md="figures/results.md",
     params:
         config=config,
         machine=hd.machine_description(),
-        wall_time=None,
+        benchmarks=f"benchmarks/{DATASET}",
     log:
         f"logs/{DATASET}/results_doc.log",
     resources:

@@ -16,7 +16,7 @@ text = render_results(
     figures=[os.path.relpath(p, out.parent) for p in snakemake.input.figures],
     config=snakemake.params.config,
     machine=snakemake.params.machine,
-    wall_time=snakemake.params.wall_time,
+    wall_time=hd.run_time_note(snakemake.input.data, snakemake.params.benchmarks),
     sources=[os.path.relpath(p, out.parent) for p in (snakemake.input.csv, snakemake.input.by_model)],
 )
 out.write_text(text)

@@ -5,6 +5,8 @@ import logging
 import os
 import platform
 import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -47,3 +49,17 @@ def machine_description() -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def run_time_note(first_output: str | os.PathLike, benchmark_dir: str | os.PathLike) -> str:
+    """Wall time since ``first_output`` was written, and job time summed over Snakemake benchmarks."""
+    elapsed = time.time() - os.path.getmtime(first_output)
+    job_seconds = []
+    for tsv in Path(benchmark_dir).rglob("*.tsv"):
+        lines = tsv.read_text().splitlines()
+        if len(lines) >= 2:
+            job_seconds.append(float(lines[-1].split("\t")[0]))
+    return (
+        f"{elapsed / 60:.1f} min wall clock from the dataset file to this document; "
+        f"{sum(job_seconds) / 60:.1f} min of job time summed over {len(job_seconds)} jobs ({benchmark_dir}/)"
+    )
