@@ -29,4 +29,4 @@ test-fast: install
 # Real CIFAR-10 at CPU scale (issue 7): ARCHIVE=path/to/cifar-10-python.tar.gz
 cifar-cpu: install
 	$(BIN)/snakemake --cores $(CORES) --configfile config/cifar_cpu.yaml \
-		--config data='{"archive": "$(ARCHIVE)", "md5": null}'
+		--config data='{archive: "$(ARCHIVE)", md5: null}'

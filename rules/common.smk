@@ -7,7 +7,9 @@ import yaml
 sys.path.insert(0, f"{workflow.basedir}/lib")  # the library, also when not pip-installed
 import hessdepth as hd
 
-hd.check_config(config, yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml")))
+SCHEMA = yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))
+config.update(hd.coerce_cli_strings(config, SCHEMA))  # --config key="{...}" arrives as strings
+hd.check_config(config, SCHEMA)
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"

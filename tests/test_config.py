@@ -96,3 +96,13 @@ def test_grid_and_subset_sizes():
     message = problems(merged({"density": {"grid_range": [5, -5]}, "hessian": {"samples": 1234}}))
     assert "density.grid_range: lower end 5 must be below upper end -5" in message
     assert "hessian.samples: 1234 must be a multiple of the 10 classes" in message
+
+
+def test_strings_from_snakemake_cli_are_parsed_where_the_schema_wants_no_string():
+    cli = {"train": {"steps": "100000", "augment": "false", "lr": "0.05", "lr_milestones": ["0.5"]},
+           "data": {"md5": "null", "archive": "/data/x.tar.gz"}, "hessian": {"bn_mode": "running"}}
+    coerced = hd.coerce_cli_strings(cli, SCHEMA)
+    assert coerced["train"] == {"steps": 100000, "augment": False, "lr": 0.05, "lr_milestones": [0.5]}
+    assert coerced["data"] == {"md5": None, "archive": "/data/x.tar.gz"}
+    assert coerced["hessian"] == {"bn_mode": "running"}
+    hd.check_config(merged(coerced), SCHEMA)

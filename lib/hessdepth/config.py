@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import jsonschema
+import yaml
 
 from .models import check_depth
 
@@ -82,6 +83,40 @@ def _cross_key_problems(config: dict) -> list[str]:
         problems.append(f"hessian.samples: {samples} must be a multiple of the 10 classes (class-balanced subset)")
     # dict.fromkeys keeps the first of repeated messages, in order
     return list(dict.fromkeys(problems))
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    if "$ref" in schema:
+        return root["definitions"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _types(schema: dict) -> list[str]:
+    types = schema.get("type", [])
+    return [types] if isinstance(types, str) else types
+
+
+def coerce_cli_strings(config, schema: dict, root: dict | None = None):
+    """Parse the strings Snakemake's ``--config key="{...}"`` leaves inside dicts and lists.
+
+    ``--config train="{steps: 400}"`` gives ``{"steps": "400"}``; where the schema wants no
+    string, the value is read as YAML (``"400"`` -> 400, ``"null"`` -> None). Returns a new object.
+    """
+    root = root or schema
+    schema = _resolve(schema, root)
+    if isinstance(config, dict):
+        props = schema.get("properties", {})
+        return {k: coerce_cli_strings(v, props.get(k, {}), root) if k in props else v for k, v in config.items()}
+    if isinstance(config, list):
+        return [coerce_cli_strings(v, schema.get("items", {}), root) for v in config]
+    if not isinstance(config, str) or "enum" in schema:
+        return config
+    if "string" not in _types(schema) or (config == "null" and "null" in _types(schema)):
+        try:
+            return yaml.safe_load(config)
+        except yaml.YAMLError:
+            return config
+    return config
 
 
 def check_config(config: dict, schema: dict) -> None:
