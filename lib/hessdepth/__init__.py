@@ -8,10 +8,13 @@ from .probestore import ProbeStore  # noqa: E402
 from .data import (  # noqa: E402
     CifarData,
     DataError,
+    balanced_subset,
     dataset_attrs,
     download_cifar10,
     file_md5,
+    fixed_batches,
     load_dataset_h5,
+    normalize,
     read_cifar_archive,
     synthetic_dataset,
     write_dataset_h5,
