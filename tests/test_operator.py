@@ -186,3 +186,40 @@ def test_choose_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             hd.choose_device("cuda")
+
+
+def test_cached_graphs_follow_parameter_changes():
+    model, batches = tm.make_case("cnn")
+    op = hd.HessianOperator(model, batches, bn_mode="batch", composition="double_backward_cached")
+    v = torch.randn(op.num_params, dtype=torch.float64)
+    first = op.matvec(v)
+    assert torch.equal(op.matvec(v), first)  # reused graphs, same numbers
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)
+    moved = op.matvec(v)
+    assert _rel(moved, tm.exact_hessian(model, batches, "batch") @ v) < 1e-10
+    assert _rel(moved, first) > 1e-3
+
+
+def test_operator_runs_with_tf32_off_and_restores_it():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(torch.backends.cuda.matmul.fp32_precision)
+            return x
+
+    model, batches = tm.make_case("mlp")
+    model.append(Spy())
+    op = hd.HessianOperator(model, batches)
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    try:
+        op.matvec(torch.ones(op.num_params, dtype=torch.float64))
+        op.gradient()
+        assert seen and set(seen) == {"ieee"}
+        assert matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before

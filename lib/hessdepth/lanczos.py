@@ -16,9 +16,12 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 
-from .operator import multiply_rows
+from .operator import OperatorError, multiply_rows
 
 PROBE_KINDS = ("rademacher", "gaussian")
+# Probes per pass over the data: 4 in lockstep cost about 0.8x the time of 4 one at a time with
+# the default composition on the CPU (ResNet-20, 256 images), for 1.8x the peak memory.
+DEFAULT_BLOCK = 4
 
 
 def probe_vector(
@@ -60,7 +63,10 @@ def _lanczos_lockstep(
     k, n = starts.shape
     basis = torch.zeros(k, iterations, n, dtype=torch.float64, device=op.device)
     basis[:, 0] = starts.to(op.device, torch.float64)
-    basis[:, 0] /= basis[:, 0].norm(dim=1, keepdim=True)
+    start_norms = basis[:, 0].norm(dim=1, keepdim=True)
+    if not (torch.isfinite(start_norms).all() and (start_norms > 0).all()):
+        raise ValueError("Lanczos start vectors must be finite and nonzero")
+    basis[:, 0] /= start_norms
     alphas, betas = [[] for _ in range(k)], [[] for _ in range(k)]
     norms = [0.0] * k  # running Gershgorin bound on |T|, the scale of the breakdown test
     live = list(range(k))
@@ -73,6 +79,8 @@ def _lanczos_lockstep(
             for _ in range(2):  # full reorthogonalisation, twice (classical Gram-Schmidt)
                 w -= Q.T @ (Q @ w)
             b = w.norm().item()
+            if not np.isfinite([alphas[p][-1], b]).all():
+                raise OperatorError(f"NaN/Inf in Lanczos step {j + 1}: the operator returned non-finite values")
             norms[p] = max(norms[p], abs(alphas[p][-1]) + (betas[p][-1] if betas[p] else 0.0) + b)
             if j + 1 < iterations and b > tol * norms[p]:  # else: breakdown, or done
                 betas[p].append(b)
@@ -151,7 +159,7 @@ def slq(
     kind: str = "rademacher",
     indices: Sequence[int] | None = None,
     callback: Callable[[int, dict], None] | None = None,
-    block: int = 1,
+    block: int = DEFAULT_BLOCK,
     tol: float | None = None,
     progress: bool = False,
 ) -> SLQResult:
@@ -161,8 +169,9 @@ def slq(
     called as each finishes with a dict of that probe's padded ``alpha``, ``beta``, ``nodes``,
     ``weights``, ``steps``, ``seconds`` -- save it to resume later with the missing indices,
     which gives the same rows as one full run. ``block`` probes run in lockstep through
-    ``op.matmat`` (one pass over the data per step); results equal one-at-a-time up to
-    rounding. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
+    ``op.matmat`` (one pass over the data per step, ``block`` bases in memory); results equal
+    one-at-a-time up to rounding. With ``composition="double_backward_cached"`` block=1 is
+    faster. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
     """
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
     if block < 1:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import stats as sps
 
-from .lanczos import probe_vector
+from .lanczos import DEFAULT_BLOCK, probe_vector
 from .operator import multiply_rows
 
 STATS = ("mean", "std", "skewness", "kurtosis")
@@ -47,7 +47,7 @@ def hutchinson_moments(
     *,
     indices: Sequence[int] | None = None,
     callback: Callable[[int, dict], None] | None = None,
-    block: int = 1,
+    block: int = DEFAULT_BLOCK,
     progress: bool = False,
 ) -> HutchinsonResult:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, from two products per Rademacher probe.
@@ -108,6 +108,8 @@ def spectral_stats(
     ``seed``) and takes percentile intervals of the recomputed statistics; ``"delta"`` is
     value +- z * standard error, linearising the statistic around the averaged moments with
     the sample covariance of the per-probe moments. With fewer than 2 probes lo = hi = NaN.
+    Both are large-sample intervals: with 32 probes of a heavy-tailed test spectrum, nominal
+    95% intervals covered the true value in 90-93% of 400 repetitions (tests/test_moments.py).
     """
     if method not in CI_METHODS:
         raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
