@@ -103,20 +103,24 @@ def test_stats_of_exact_moments_are_exact():
 @pytest.mark.parametrize("method", hd.moments.CI_METHODS)
 @pytest.mark.parametrize("spectrum", ["outliers", "heavy_tailed"])
 def test_known_spectrum_statistics_inside_intervals(spectrum, method):
+    """One probe set, 99.9% intervals: all 16 checks of a spectrum pass for ~97% of probe seeds
+    (with 95% intervals only ~55-85% would; test_bootstrap_interval_coverage checks those)."""
     lam = outlier_spectrum() if spectrum == "outliers" else heavy_tailed_spectrum()
     op = hd.MatrixOperator(rotated(lam, seed=1))
     truth = exact_stats(lam)
     hutch = hd.hutchinson_moments(op, probes=64, seed=0).probe_values
     spec = hd.slq(op, iterations=20, probes=32, seed=1)
     for per_probe in (hutch, hd.quadrature_moments(spec.nodes, spec.weights)):
-        got = hd.spectral_stats(per_probe, confidence=0.95, method=method, seed=0)
+        got = hd.spectral_stats(per_probe, confidence=0.999, method=method, seed=0)
         for name, (value, lo, hi) in got.items():
             assert lo < value < hi, name
             assert lo <= truth[name] <= hi, (name, truth[name], (value, lo, hi))
 
 
-def test_bootstrap_interval_coverage():
-    """Over 200 independent probe sets, the 95% bootstrap intervals cover the truth about 95%."""
+@pytest.mark.parametrize("method", hd.moments.CI_METHODS)
+def test_interval_coverage(method):
+    """Over 200 independent sets of 32 probes, nominal 95% intervals cover the truth 85-100%
+    of the time (measured: about 90-93% on this heavy-tailed spectrum)."""
     lam = heavy_tailed_spectrum(100)
     op = hd.MatrixOperator(rotated(lam, seed=2))
     truth = exact_stats(lam)
@@ -124,7 +128,7 @@ def test_bootstrap_interval_coverage():
     reps = 200
     for seed in range(reps):
         values = hd.hutchinson_moments(op, probes=32, seed=seed, block=32).probe_values
-        for name, (_, lo, hi) in hd.spectral_stats(values, seed=seed, resamples=500).items():
+        for name, (_, lo, hi) in hd.spectral_stats(values, method=method, seed=seed, resamples=500).items():
             hits[name] += lo <= truth[name] <= hi
     coverage = {name: h / reps for name, h in hits.items()}
     assert all(0.85 <= c <= 1.0 for c in coverage.values()), coverage

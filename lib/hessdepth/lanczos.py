@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
+from tqdm import tqdm
 
 from .operator import OperatorError, multiply_rows
 
@@ -40,8 +41,7 @@ def probe_vector(
     """
     if kind not in PROBE_KINDS:
         raise ValueError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}")
-    state = int(np.random.SeedSequence((seed, index)).generate_state(1, np.uint64)[0] >> np.uint64(1))
-    gen = torch.Generator().manual_seed(state)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, index)).generate_state(1, np.uint64)[0]))
     if kind == "gaussian":
         v = torch.randn(n, generator=gen, dtype=torch.float64)
     else:
@@ -174,34 +174,25 @@ def slq(
     faster. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
     """
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
+    if block < 1 or not indices:
+        raise ValueError(f"need block >= 1 and at least one probe, got block={block}, indices={indices}")
     n = op.num_params
     rows = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False)
-    try:
+    bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False,
+               disable=not progress)
+    with bar:
         for start in range(0, len(indices), block):
             group = indices[start : start + block]
             tic = time.perf_counter()
             starts = torch.stack([probe_vector(n, seed, i, kind, device=op.device) for i in group])
-            runs = _lanczos_lockstep(op, iterations, starts, tol, on_step=bar.update if bar else None)
+            runs = _lanczos_lockstep(op, iterations, starts, tol, on_step=bar.update)
             seconds = (time.perf_counter() - tic) / len(group)
             for i, (alpha, beta) in zip(group, runs):
-                row = _padded_row(alpha, beta, iterations, seconds)
-                rows.append(row)
+                rows.append(_padded_row(alpha, beta, iterations, seconds))
                 if callback is not None:
-                    callback(i, row)
-    finally:
-        if bar is not None:
-            bar.close()
-    empty = _padded_row(np.zeros(1), np.zeros(0), iterations, 0.0)  # shapes for zero probes
-    stacked = {key: np.stack([row[key] for row in rows]) if rows else np.empty((0, *np.shape(value)), np.asarray(value).dtype)
-               for key, value in empty.items()}
+                    callback(i, rows[-1])
     return SLQResult(
-        **stacked, indices=np.array(indices, dtype=np.int64),
-        basis_bytes=min(block, max(len(indices), 1)) * iterations * n * 8,
+        **{key: np.stack([row[key] for row in rows]) for key in rows[0]},
+        indices=np.array(indices, dtype=np.int64),
+        basis_bytes=min(block, len(indices)) * iterations * n * 8,
     )

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from scipy import stats as sps
+from tqdm import tqdm
 
 from .lanczos import DEFAULT_BLOCK, probe_vector
 from .operator import multiply_rows
@@ -57,16 +58,12 @@ def hutchinson_moments(
     :func:`hessdepth.slq`.
     """
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
+    if block < 1 or not indices:
+        raise ValueError(f"need block >= 1 and at least one probe, got block={block}, indices={indices}")
     n = op.num_params
     values, seconds = [], []
     groups = [indices[s : s + block] for s in range(0, len(indices), block)]
-    if progress:
-        from tqdm import tqdm
-
-        groups = tqdm(groups, desc="hutchinson probe blocks", unit="block", leave=False)
-    for group in groups:
+    for group in tqdm(groups, desc="hutchinson probe blocks", unit="block", leave=False, disable=not progress):
         tic = time.perf_counter()
         V = torch.stack([probe_vector(n, seed, i, device=op.device) for i in group])
         HV = multiply_rows(op, V)
@@ -78,7 +75,7 @@ def hutchinson_moments(
             seconds.append(elapsed)
             if callback is not None:
                 callback(i, {"values": row})
-    values = np.array(values).reshape(len(indices), 4)
+    values = np.array(values)
     stderr = values.std(axis=0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.full(4, np.nan)
     return HutchinsonResult(values, values.mean(axis=0), stderr, np.array(indices, np.int64), np.array(seconds))
 
