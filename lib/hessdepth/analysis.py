@@ -112,10 +112,10 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True) ->
     op, ckpt = checkpoint_operator(checkpoint, data, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     probes = settings["probes"]
+    store, checks = None, {}
     if ckpt.get("diverged"):
         log.warning("model diverged: writing NaN moments marked diverged")
         values = np.full((probes, 4), np.nan)
-        checks = {}
     else:
         checks = _checked(op)
         store = _store(out, settings, op)
@@ -128,8 +128,8 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True) ->
     stderr = values.std(axis=0, ddof=1) / np.sqrt(probes)
     with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": settings["seed"]}) as f:
         f["probe_values"], f["estimate"], f["stderr"] = values, estimate, stderr
-    if not ckpt.get("diverged"):
-        _store(out, settings, op).remove()
+    if store is not None:
+        store.remove()
     log.info("wrote %s: (1/n)tr(H^k) = %s +- %s", out, estimate, stderr)
 
 
