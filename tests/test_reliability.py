@@ -1,4 +1,5 @@
 """Fault injection for the Hessian jobs and the files between rules: kills, stale state, bad files."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import hessdepth as hd
 from hessdepth.h5io import OutputError, atomic_h5, open_checked
@@ -40,6 +42,16 @@ def run_job(kind, checkpoint, out):
     runner(ckpt, data, out, {**COMMON, **SETTINGS[kind]}, progress=False)
 
 
+@contextlib.contextmanager
+def torch_threads(n):
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 JOB = """
 import sys, hessdepth as hd
 from test_reliability import run_job
@@ -47,15 +59,20 @@ run_job(sys.argv[1], (sys.argv[2], sys.argv[3]), sys.argv[4])
 """
 
 
+def job_process(kind, checkpoint, out):
+    """The job in a process of its own, one CPU thread (bitwise comparisons need equal threads)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", JOB, kind, *map(str, checkpoint), str(out)], env=env)
+
+
 @pytest.mark.parametrize("kind", ["lanczos", "moments"])
 def test_killed_hessian_job_resumes_with_only_the_missing_probes(kind, checkpoint, tmp_path, caplog):
     reference = tmp_path / "reference.h5"
-    run_job(kind, checkpoint, reference)
+    assert job_process(kind, checkpoint, reference).wait() == 0
 
     out = tmp_path / f"{kind}.h5"
     store = tmp_path / f".{kind}.h5.probes.h5"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", JOB, kind, *map(str, checkpoint), str(out)], env=env)
+    proc = job_process(kind, checkpoint, out)
     deadline = time.monotonic() + 120
     while not store.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -68,7 +85,7 @@ def test_killed_hessian_job_resumes_with_only_the_missing_probes(kind, checkpoin
     total = SETTINGS[kind]["probes"]
     assert 1 <= done < total
 
-    with caplog.at_level("INFO", logger="hessdepth"):
+    with caplog.at_level("INFO", logger="hessdepth"), torch_threads(1):
         run_job(kind, checkpoint, out)
     assert f"resuming: {done} finished probe(s)" in caplog.text
     assert not store.exists()
