@@ -8,8 +8,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
-from conftest import SUBSET_MD5, planned_jobs, snakemake
+from conftest import ROOT, SUBSET_MD5, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 R = "results/synthetic"
@@ -158,4 +159,25 @@ def test_download_rule_md5_mismatch(tmp_path, archive_server):
     assert proc.returncode != 0
     log = (tmp_path / "logs/download_cifar10.log").read_text()
     assert "md5" in log and "expected " + "0" * 32 in log
-    assert not list((tmp_path / "results/downloads").iterdir())
+    downloads = tmp_path / "results/downloads"
+    assert not downloads.exists() or not list(downloads.iterdir()), "the bad download must be removed"
+
+
+def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
+    """config/cifar_cpu.yaml as shipped, shrunk in size only, through the results document."""
+    preset = yaml.safe_load((ROOT / "config/cifar_cpu.yaml").read_text())
+    preset["data"] = {"archive": str(subset_archive), "md5": SUBSET_MD5}
+    preset["models"].update(depths=[8, 20], width=4)
+    preset["train"].update(steps=6, checkpoints=[3, 6], log_every=3, snapshot_every=3, warmup_steps=2)
+    preset["hessian"].update(samples=20, batch_size=10)
+    preset["lanczos"].update(iterations=4)
+    preset["moments"].update(probes=3)
+    preset["gradnorms"].update(samples=20, batch_size=20)
+    preset["figures"] = {"gradnorms": {"depth": 20, "step": 3},
+                         "depth_densities": {"arch": "simple", "depths": [8, 20], "step": 6},
+                         "moments": {"step": 6}, "densities_steps": {"depth": 20, "steps": [3, 6]}, "curves": [8, 20]}
+    snakemake(tmp_path, "figures/results.md", overrides=preset)
+    rows = list(csv.DictReader(open(tmp_path / "results/cifar10/summary.csv")))
+    assert len(rows) == 2 * 2 * 2 * 2 and {r["seed"] for r in rows} == {"0", "1"}
+    doc = (tmp_path / "figures/results.md").read_text()
+    assert "Deeper simple nets train slower" in doc and "Synthetic data" not in doc
