@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import fcntl
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import hessdepth as hd
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
+ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "lanczos_overhead", "train_throughput", "gpu", "paper_scale_cpu"]
 CIFAR_SUBSET = Path("/work/shared/data/cifar10-subset/cifar-10-python-subset.tar.gz")
 
 
@@ -168,18 +170,19 @@ def write_results(name: str, title: str, body: str, data: dict, args, command: s
     out.write_text(json.dumps({"machine": info, "quick": args.quick, **data}, indent=1, default=str) + "\n")
     if args.quick:
         return
-    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     with open(BENCH / ".results.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = RESULTS_MD.read_text() if RESULTS_MD.exists() else (
             "# hessdepth benchmarks\n\nWritten by the scripts in bench/ (see bench/README.md); each section is "
             "replaced by its script's latest default-mode run.\n")
-        block = f"{begin}\n{section}{end}"
-        if begin in text and end in text:
-            text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        RESULTS_MD.write_text(text)
+        head = text.split("<!-- begin ", 1)[0].rstrip()
+        blocks = dict(re.findall(r"<!-- begin (\S+) -->\n(.*?)<!-- end \1 -->", text, flags=re.S))
+        blocks[name] = section
+        names = sorted(blocks, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
+        text = head + "\n\n" + "\n".join(f"<!-- begin {k} -->\n{blocks[k]}<!-- end {k} -->\n" for k in names)
+        tmp = RESULTS_MD.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, RESULTS_MD)
 
 
 def read_result(name: str, quick: bool = False) -> dict | None:
