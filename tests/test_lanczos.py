@@ -128,9 +128,9 @@ def test_slq_resume_by_indices_equals_full_run():
     for key in ("alpha", "beta", "nodes", "weights", "steps"):
         resumed = np.stack([saved[i][key] for i in range(5)])
         np.testing.assert_array_equal(resumed, getattr(full, key))  # bit-identical
-    # in lockstep blocks (the default) a resumed run regroups the probes: equal up to rounding
+    # in lockstep blocks a resumed run regroups the probes: equal up to rounding
     blocked = {}
-    hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], callback=blocked.__setitem__)
+    hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], block=3, callback=blocked.__setitem__)
     np.testing.assert_allclose(np.stack([blocked[i]["nodes"] for i in (4, 1, 2)]), full.nodes[[4, 1, 2]],
                                atol=1e-12 * 10)
 

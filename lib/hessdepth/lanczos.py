@@ -20,9 +20,10 @@ from tqdm import tqdm
 from .operator import OperatorError, multiply_rows
 
 PROBE_KINDS = ("rademacher", "gaussian")
-# Probes per pass over the data: 4 in lockstep cost about 0.8x the time of 4 one at a time with
-# the default composition on the CPU (ResNet-20, 256 images), for 1.8x the peak memory.
-DEFAULT_BLOCK = 4
+# Probes per pass over the data. On the CPU (ResNet-20, 256 images) 4 in lockstep took as long
+# as 4 one at a time (jvp_grad, double_backward) or longer (double_backward_cached), for 1.8x
+# the peak memory; larger blocks may pay off on a GPU that small batches leave idle.
+DEFAULT_BLOCK = 1
 
 
 def probe_vector(
@@ -170,8 +171,7 @@ def slq(
     ``weights``, ``steps``, ``seconds`` -- save it to resume later with the missing indices,
     which gives the same rows as one full run. ``block`` probes run in lockstep through
     ``op.matmat`` (one pass over the data per step, ``block`` bases in memory); results equal
-    one-at-a-time up to rounding. With ``composition="double_backward_cached"`` block=1 is
-    faster. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
+    one-at-a-time up to rounding. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
     """
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
     if block < 1 or not indices:

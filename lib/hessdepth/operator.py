@@ -161,9 +161,12 @@ COMPOSITIONS = {
     "products (rebuilt when the parameters change): fastest, but holds all batches' graphs in memory",
 }
 _HVP = {"jvp_grad": _jvp_grad, "vjp_grad": _vjp_grad, "double_backward": _double_backward}
-# Measured on a ResNet-20 over 256 images (2 batches of 128), float32, CPU: jvp_grad and
-# double_backward tie at about 4x a gradient, double_backward needs 0.9 GB against 1.6 GB;
-# vjp_grad is about 16x; double_backward_cached about 2.7x (0.8 GB of kept graphs per 256 images).
+# Measured on a ResNet-20 over 256 images (2 batches of 128), float32, one CPU thread, CPU time
+# per product / gradient (batch BN, running BN): jvp_grad 4.9, 3.9; double_backward 4.8, 4.0;
+# plain double backward on the module 4.7, 4.1; vjp_grad 5.5, 4.2 in CPU time but up to 16 in
+# wall time; double_backward_cached 3.3, 2.5. Peak memory of one product: double_backward
+# 0.9 GB, jvp_grad 1.6 GB; the cache keeps 0.8 GB of graphs per 256 images (whole training
+# sets do not fit). Hence the default: double_backward.
 DEFAULT_COMPOSITION = "double_backward"
 
 
