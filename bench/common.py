@@ -109,6 +109,9 @@ def git_state() -> str:
         return "unknown"
 
 
+_GIT_AT_START = git_state()  # the library this process imported (it may change while a benchmark runs)
+
+
 def machine() -> dict:
     return {
         "machine": hd.machine_description(),
@@ -116,7 +119,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "hessdepth": f"{hd.__version__} (git {git_state()})",
+        "hessdepth": f"{hd.__version__} (git {_GIT_AT_START} at the start)",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
