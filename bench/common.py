@@ -28,6 +28,11 @@ import torch
 
 import hessdepth as hd
 
+# Like every workflow job (hd.setup_job): glibc keeps freed memory for reuse. bench/cpu_allocator.py
+# measures the effect; HESSDEPTH_DEFAULT_MALLOC=1 leaves glibc's defaults.
+ALLOCATOR = ("default" if os.environ.get("HESSDEPTH_DEFAULT_MALLOC") or not hd.keep_freed_cpu_memory()
+             else "glibc, freed memory kept (hd.keep_freed_cpu_memory)")
+
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
@@ -119,6 +124,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "cpu_allocator": ALLOCATOR,
         "hessdepth": f"{hd.__version__} (git {_GIT_AT_START} at the start)",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -162,7 +168,7 @@ def write_results(name: str, title: str, body: str, data: dict, args, command: s
     info = machine()
     header = (f"## {title}\n\n`{command}`{' (--quick: smoke check, not a measurement)' if args.quick else ''}\n\n"
               f"Machine: {info['machine']}; {info['torch_threads']} torch threads, "
-              f"OMP_WAIT_POLICY={info['OMP_WAIT_POLICY']}; hessdepth {info['hessdepth']}; "
+              f"OMP_WAIT_POLICY={info['OMP_WAIT_POLICY']}; CPU allocator: {info['cpu_allocator']}; hessdepth {info['hessdepth']}; "
               f"run {info['date']}.\n\n")
     section = header + body.strip() + "\n"
     print("\n" + section)

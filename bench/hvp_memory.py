@@ -16,7 +16,6 @@ import sys
 import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
 
 import hessdepth as hd
-from hessdepth.operator import DEFAULT_COMPOSITION
 
 CHILD = r"""
 import json, resource, sys
@@ -58,7 +57,7 @@ def main():
     cases = [(8, 16)] if args.quick else [tuple(int(x) for x in c.split(":")) for c in args.cases.split(",")]
     rows, data = [], {}
     for depth, n in cases:
-        for comp, k in [(None, 1)] + [(c, 1) for c in hd.COMPOSITIONS] + [(DEFAULT_COMPOSITION, 8)]:
+        for comp, k in [(None, 1)] + [(c, 1) for c in hd.COMPOSITIONS] + [("double_backward", 8)]:
             what = "gradient" if comp is None else comp + (f" matmat k={k}" if k > 1 else "")
             print(f"resnet{depth} {n} images: {what}", file=sys.stderr, flush=True)
             g = probe(depth, n, comp, k)

@@ -20,7 +20,6 @@ import torch
 import hessdepth as hd
 from hessdepth.data import fixed_batches
 from hessdepth.lanczos import probe_vector
-from hessdepth.operator import DEFAULT_COMPOSITION
 
 GOAL = 0.05
 
@@ -92,7 +91,7 @@ def main():
     worst = max(f for t, f in fractions if t == 256)
     body = f"""Dimension n = {n_params:,} (resnet{depth}), m = {m} Lanczos steps, one probe (block=1). Lanczos = hd.slq as
 the workflow calls it (float64 basis, full reorthogonalisation twice per step) on a diagonal operator; HVP =
-HessianOperator(`{DEFAULT_COMPOSITION}`, bn_mode batch) on the first {s1} / {s2} images of {source}, one batch.
+HessianOperator(`{ops[s2].composition}`, bn_mode batch) on the first {s1} / {s2} images of {source}, one batch.
 Median over {args.repeats} interleaved repeats after one warm-up call each. {common.load_summary(res['loads'])}.
 
 {common.table(["variant", "median s"], [[k, med[k]] for k in variants])}

@@ -18,7 +18,6 @@ import torch
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.operator import DEFAULT_COMPOSITION
 
 
 def measure(device, depth: int, n: int, ks: list[int], hutch_ks: list[int], steps: int, repeats: int,
@@ -45,7 +44,7 @@ def measure(device, depth: int, n: int, ks: list[int], hutch_ks: list[int], step
         base = "lanczos k=1" if name.startswith("lanczos") else "hutchinson k=1"
         if base in per:
             res["vs_one_at_a_time"][name] = common.median_ratio(per, base, name)
-    res.update(device=str(device), depth=depth, n_images=n, steps=steps, data=source)
+    res.update(composition=op.composition, device=str(device), depth=depth, n_images=n, steps=steps, data=source)
     return res
 
 
@@ -54,7 +53,7 @@ def report(res: dict) -> str:
             for name in res["times"]]
     return f"""### {res['device']}
 
-{res['n_images']} images as one batch, resnet{res['depth']}, `{DEFAULT_COMPOSITION}`, bn_mode batch; Lanczos runs
+{res['n_images']} images as one batch, resnet{res['depth']}, `{res['composition']}`, bn_mode batch; Lanczos runs
 {res['steps']} lockstep step(s) per call. Median over {len(res['loads'])} interleaved repeats (warm-up: every k once on 8 images).
 {common.load_summary(res['loads'])}.
 

@@ -95,3 +95,45 @@ def hessian_samples(section):
     return config[section]["samples"] or (
         config["data"]["synthetic"]["n_train"] if DATASET == "synthetic" else 50_000
     )
+
+
+# --- data -------------------------------------------------------------------------------------
+def archive_input(wildcards):
+    if DATASET == "synthetic":
+        return []
+    return config["data"]["archive"] or rules.download_cifar10.output[0]
+
+
+# --- training ---------------------------------------------------------------------------------
+def train_runtime(wildcards):
+    t = config["train"]
+    return runtime_minutes(t["steps"] * t["batch_size"] * depth_of(wildcards) * 1.2)
+
+
+# --- Hessian jobs -----------------------------------------------------------------------------
+def hessian_params(section):
+    """The settings that define a result; graph_cache_gb only changes speed, so the scripts read it from config."""
+    hessian = {k: v for k, v in config["hessian"].items() if k != "graph_cache_gb"}
+    return {**hessian, **config[section], "device": config["device"]}
+
+
+def hvp_runtime(section, hvps_per_probe):
+    def runtime(wildcards):
+        s = config[section]
+        per_probe = hvps_per_probe(s) * hessian_samples("hessian") * depth_of(wildcards)
+        return runtime_minutes(3 * per_probe * s["probes"])
+
+    return runtime
+
+
+# --- figures ----------------------------------------------------------------------------------
+def model_ids(arch, depths):
+    return [hd.model_id(arch, d) for d in depths]
+
+
+def both_archs(depth):
+    return model_ids("resnet", [depth]) + model_ids("simple", [depth])
+
+
+def caption_text(wildcards):
+    return Path(f"{workflow.basedir}/report/captions/{wildcards.figure}.rst").read_text()

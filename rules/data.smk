@@ -24,12 +24,6 @@ rule download_cifar10:
         "../scripts/download_cifar10.py"
 
 
-def archive_input(wildcards):
-    if DATASET == "synthetic":
-        return []
-    return config["data"]["archive"] or rules.download_cifar10.output[0]
-
-
 rule prepare_data:
     input:
         archive=archive_input,

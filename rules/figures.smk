@@ -4,14 +4,6 @@
 FIG = config["figures"]
 
 
-def model_ids(arch, depths):
-    return [hd.model_id(arch, d) for d in depths]
-
-
-def both_archs(depth):
-    return model_ids("resnet", [depth]) + model_ids("simple", [depth])
-
-
 FIGURE_INPUTS = {
     "fig1_gradnorms": lambda: {
         arch: gradnorms_file(f"{arch}{FIG['gradnorms']['depth']}", SEEDS[0], FIG["gradnorms"]["step"])
@@ -44,10 +36,6 @@ FIGURE_SETTINGS = {
     "fig5_curves": {"depth": FIG["curves"][0]},
     "fig6_curves": {"depth": FIG["curves"][1]},
 }
-
-
-def caption_text(wildcards):
-    return Path(f"{workflow.basedir}/report/captions/{wildcards.figure}.rst").read_text()
 
 
 rule figure:

@@ -2,19 +2,6 @@
 # Lanczos and Hutchinson save each finished probe beside their output and resume from it.
 
 
-def hessian_params(section):
-    return {**config["hessian"], **config[section], "device": config["device"]}
-
-
-def hvp_runtime(section, hvps_per_probe):
-    def runtime(wildcards):
-        s = config[section]
-        per_probe = hvps_per_probe(s) * hessian_samples("hessian") * depth_of(wildcards)
-        return runtime_minutes(3 * per_probe * s["probes"])
-
-    return runtime
-
-
 rule lanczos:
     input:
         checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),

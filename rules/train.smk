@@ -2,11 +2,6 @@
 # every train.snapshot_every steps (not a declared output, so a failed job keeps it).
 
 
-def train_runtime(wildcards):
-    t = config["train"]
-    return runtime_minutes(t["steps"] * t["batch_size"] * depth_of(wildcards) * 1.2)
-
-
 rule train:
     input:
         data=data_file(),

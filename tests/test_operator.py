@@ -32,7 +32,7 @@ def test_bn_modes_give_different_hessians():
     assert _rel(tm.case_hessian("cnn", "batch"), tm.case_hessian("cnn", "running")) > 1e-2
 
 
-@pytest.mark.parametrize("composition", list(hd.COMPOSITIONS))
+@pytest.mark.parametrize("composition", ["auto", *hd.COMPOSITIONS])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", tm.CASES)
 def test_matvec_and_matmat_match_exact_hessian(name, mode, composition):
@@ -139,11 +139,13 @@ def test_checks_pass_on_a_good_operator(mode):
     assert op.check_repeatability(seed=0) == 0.0
 
 
-def test_checks_raise_on_dropout_in_train_mode():
+@pytest.mark.parametrize("composition", ["double_backward", "double_backward_cached"])
+def test_checks_raise_on_dropout_in_train_mode(composition):
+    """Also with cached graphs, which would freeze one dropout mask: the checks build fresh ones."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 3)).double().train()
     _, batches = tm.make_case("mlp")
-    op = hd.HessianOperator(model, batches)
+    op = hd.HessianOperator(model, batches, composition=composition)
     with pytest.raises(hd.OperatorError, match="not repeatable.*dropout.*shuffling.*running statistics"):
         op.check_repeatability()
     with pytest.raises(hd.OperatorError, match="not symmetric.*dropout"):
@@ -200,6 +202,20 @@ def test_cached_graphs_follow_parameter_changes():
     moved = op.matvec(v)
     assert _rel(moved, tm.exact_hessian(model, batches, "batch") @ v) < 1e-10
     assert _rel(moved, first) > 1e-3
+
+
+def test_auto_caches_graphs_only_when_they_fit():
+    model, batches = tm.make_case("cnn")
+    roomy = hd.HessianOperator(model, batches)
+    assert roomy.composition == "double_backward_cached"
+    # The estimate is the first batch's saved tensors scaled to every sample: at least the
+    # inputs of every batch, at most a few hundred activations' worth of them.
+    inputs = sum(x.numel() * x.element_size() for x, _ in roomy.batches)
+    assert inputs <= roomy.graph_bytes <= 500 * inputs
+    tight = hd.HessianOperator(model, batches, graph_cache_gb=0.5 * roomy.graph_bytes / 2**30)
+    assert tight.composition == "double_backward"
+    v = torch.randn(roomy.num_params, dtype=torch.float64)
+    assert _rel(roomy.matvec(v), tight.matvec(v)) < 1e-12
 
 
 def test_operator_runs_with_tf32_off_and_restores_it():

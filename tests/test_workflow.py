@@ -108,6 +108,15 @@ def test_moments_setting_reruns_moments_only(full_run):
     assert jobs["moments"] == 8 and jobs["figure"] == 1  # figure 3 is the only one that reads moments
 
 
+def test_speed_only_setting_reruns_nothing(full_run):
+    assert planned_jobs(full_run, overrides={"hessian": {"graph_cache_gb": 0}}) == {}
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
 def test_a_figure_schedules_only_its_upstream(tmp_path):
     assert planned_jobs(tmp_path, "figures/fig5_curves.pdf") == {"prepare_data": 1, "train": 2, "figure": 1}
     fig1 = planned_jobs(tmp_path, "figures/fig1_gradnorms.png")

@@ -19,7 +19,7 @@ from .data import (  # noqa: E402
     synthetic_dataset,
     write_dataset_h5,
 )
-from .device import choose_device  # noqa: E402
+from .device import choose_device, keep_freed_cpu_memory  # noqa: E402
 from .training import TrainConfig, TrainingDiverged, load_checkpoint, read_curve, seeded_model, train  # noqa: E402
 from .device import no_tf32  # noqa: E402
 from .operator import BN_MODES, COMPOSITIONS, HessianOperator, MatrixOperator, OperatorError  # noqa: E402

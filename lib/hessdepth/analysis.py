@@ -23,7 +23,7 @@ from .gradnorms import per_variable_norms
 from .h5io import atomic_h5, string_array
 from .lanczos import slq
 from .moments import hutchinson_moments
-from .operator import HessianOperator
+from .operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
 from .probestore import ProbeStore
 from .training import load_checkpoint
 
@@ -34,8 +34,11 @@ _IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "width", "seed", 
 
 
 def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, bn_mode, dtype, device,
-                        **_unused) -> tuple[HessianOperator, dict]:
-    """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches."""
+                        graph_cache_gb=0.0, **_unused) -> tuple[HessianOperator, dict]:
+    """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches.
+
+    ``graph_cache_gb`` > 0: composition "auto" with that cache limit; 0: "double_backward".
+    """
     device = choose_device(device)
     model, attrs = load_checkpoint(checkpoint, device=device)
     model = model.to(getattr(torch, dtype))
@@ -45,10 +48,12 @@ def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, b
         keep = balanced_subset(labels, samples, subset_seed)
         images, labels = images[keep], labels[keep]
     batches = fixed_batches(images, labels, batch_size, device, dtype=getattr(torch, dtype))
-    op = HessianOperator(model, batches, bn_mode=bn_mode)
-    log.info("%s step %s: Hessian of %d parameters over %d images in %d batches, bn_mode=%s, %s on %s",
-             attrs.get("model"), attrs.get("step"), op.num_params, op.num_samples, len(batches),
-             bn_mode, dtype, device)
+    op = HessianOperator(model, batches, bn_mode=bn_mode, graph_cache_gb=graph_cache_gb,
+                         composition="auto" if graph_cache_gb > 0 else "double_backward")
+    cache = f" (first-order graphs {op.graph_bytes / 2**30:.2f} GiB, limit {graph_cache_gb:g} GiB)" if op.graph_bytes else ""
+    log.info("%s step %s: Hessian of %d parameters over %d images in %d batches, bn_mode=%s, %s on %s, %s%s",
+             attrs.get("model"), attrs.get("step"), op.num_params, op.num_samples, len(batches), bn_mode, dtype,
+             device, op.composition, cache)
     return op, attrs
 
 
@@ -75,10 +80,11 @@ def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
     return ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**settings, "params": _digest(op.model)})
 
 
-def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True) -> None:
+def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
+                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB) -> None:
     """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     m, probes = settings["iterations"], settings["probes"]
     if ckpt.get("diverged"):
@@ -106,10 +112,11 @@ def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True) ->
     log.info("wrote %s: %d probes, Lanczos lengths %s", out, probes, sorted(set(steps.tolist())))
 
 
-def run_moments(checkpoint, data, out, settings: dict, progress: bool = True) -> None:
+def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
+                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB) -> None:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     probes = settings["probes"]
     store, checks = None, {}

@@ -1,7 +1,9 @@
-"""Device choice and a TF32-off context for exact float32 Hessian-vector products on GPUs."""
+"""Device choice, a TF32-off context for exact float32 products on GPUs, and CPU allocator tuning."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 from typing import Iterator
 
 import torch
@@ -42,3 +44,20 @@ def no_tf32() -> Iterator[None]:
     finally:
         for (module, name), value in zip(flags, saved):
             setattr(module, name, value)
+
+
+def keep_freed_cpu_memory() -> bool:
+    """Ask glibc's malloc to reuse freed memory instead of returning it to the system.
+
+    Autograd on the CPU allocates and frees activation-sized buffers on every operation; by
+    default glibc maps each large one fresh (mmap) and pays a page fault per 4 KiB on first
+    touch. With mmap off and trimming raised, a ResNet-20 gradient over 256 images took 23% less
+    time and a Hessian-vector product 10-18% less (bench/RESULTS.md), for about 25% more peak
+    resident memory. Process-wide; returns False (and does nothing) where malloc is not glibc's.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

@@ -10,9 +10,14 @@ from pathlib import Path
 
 import torch
 
+from .device import keep_freed_cpu_memory
+
 
 def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) -> logging.Logger:
-    """Send logging, warnings and stderr (tqdm bars) to ``log_path``; use ``threads`` CPU threads."""
+    """Send logging, warnings and stderr (tqdm bars) to ``log_path``; use ``threads`` CPU threads.
+
+    Also keeps freed CPU memory for reuse (:func:`~hessdepth.device.keep_freed_cpu_memory`).
+    """
     if log_path is not None:
         stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stderr = stream
@@ -27,13 +32,15 @@ def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) ->
         torch.set_num_threads(threads)
     logger = logging.getLogger("hessdepth")
     slurm_job = os.environ.get("SLURM_JOB_ID")
+    allocator = "freed memory kept for reuse" if keep_freed_cpu_memory() else "default"
     logger.info(
-        "job on %s (pid %d%s), torch %s, %d CPU threads",
+        "job on %s (pid %d%s), torch %s, %d CPU threads, CPU allocator: %s",
         platform.node(),
         os.getpid(),
         f", SLURM_JOB_ID={slurm_job}" if slurm_job else "",
         torch.__version__,
         torch.get_num_threads(),
+        allocator,
     )
     return logger
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from .batchnorm import fast_batchnorm_hessian
 from .device import no_tf32
 
 BN_MODES = ("batch", "running")
@@ -161,13 +162,26 @@ COMPOSITIONS = {
     "products (rebuilt when the parameters change): fastest, but holds all batches' graphs in memory",
 }
 _HVP = {"jvp_grad": _jvp_grad, "vjp_grad": _vjp_grad, "double_backward": _double_backward}
-# Measured on a ResNet-20 over 256 images (2 batches of 128), float32, one CPU thread, CPU time
-# per product / gradient (batch BN, running BN): jvp_grad 4.9, 3.9; double_backward 4.8, 4.0;
-# plain double backward on the module 4.7, 4.1; vjp_grad 5.5, 4.2 in CPU time but up to 16 in
-# wall time; double_backward_cached 3.3, 2.5. Peak memory of one product: double_backward
-# 0.9 GB, jvp_grad 1.6 GB; the cache keeps 0.8 GB of graphs per 256 images (whole training
-# sets do not fit). Hence the default: double_backward.
-DEFAULT_COMPOSITION = "double_backward"
+# "auto" (the default) picks double_backward_cached when every batch's graph fits in
+# ``graph_cache_gb``, else double_backward: the cache saves the forward and first backward of
+# every product (bench/RESULTS.md has the measured ratios). Both double_backward compositions
+# use the hand-derived second derivative of BatchNorm (hessdepth.batchnorm).
+DEFAULT_COMPOSITION = "auto"
+DEFAULT_GRAPH_CACHE_GB = 4.0
+
+
+def _saved_bytes(build: Callable) -> int:
+    """Bytes of the tensors autograd saves while ``build()`` runs, each storage counted once."""
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        build()
+    return sum(storages.values())
 
 
 class HessianOperator(LinearOperator):
@@ -184,7 +198,10 @@ class HessianOperator(LinearOperator):
     choice). Other modules keep their own train/eval mode.
 
     ``composition`` picks how the Hessian-vector product is built (``COMPOSITIONS`` describes
-    each); all of them agree with a finite-difference-checked Hessian through train-mode
+    each). ``"auto"`` resolves at construction, by the saved-tensor bytes of the first batch's
+    graph scaled to all samples, to ``double_backward_cached`` when they fit in ``graph_cache_gb``
+    GiB, else to ``double_backward``; ``composition`` then names the choice and ``graph_bytes``
+    the estimate. All compositions agree with a finite-difference-checked Hessian through train-mode
     BatchNorm. ``torch.func.hessian``, ``jacrev(jacrev)`` and ``grad(jvp)`` do not, so they
     are not offered.
     """
@@ -195,11 +212,12 @@ class HessianOperator(LinearOperator):
         batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
         bn_mode: str = "batch",
         composition: str = DEFAULT_COMPOSITION,
+        graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
     ):
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
-        if composition not in COMPOSITIONS:
-            raise ValueError(f"composition must be one of {tuple(COMPOSITIONS)}, got {composition!r}")
+        if composition != "auto" and composition not in COMPOSITIONS:
+            raise ValueError(f"composition must be 'auto' or one of {tuple(COMPOSITIONS)}, got {composition!r}")
         self.model, self.bn_mode, self.composition = model, bn_mode, composition
         named = list(model.named_parameters())
         if not named:
@@ -217,6 +235,12 @@ class HessianOperator(LinearOperator):
             raise ValueError("batches is empty")
         self.num_samples = sum(len(y) for _, y in self.batches)
         self._graph_cache, self._graph_key = None, None  # for "double_backward_cached"
+        self.graph_bytes = None
+        if composition == "auto":
+            self.composition = "double_backward"  # measured with the graph it would cache
+            self.graph_bytes = self._estimate_graph_bytes()
+            fits = self.graph_bytes <= graph_cache_gb * 2**30
+            self.composition = "double_backward_cached" if fits else "double_backward"
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if len(x) != len(y) or len(y) == 0:
@@ -224,16 +248,28 @@ class HessianOperator(LinearOperator):
         dtype = self.dtype if x.is_floating_point() else x.dtype
         return x.to(self.device, dtype), y.to(self.device)
 
+    def _estimate_graph_bytes(self) -> int:
+        """Memory all batches' first-order graphs would keep, from the first batch's saved tensors."""
+        x, y = self.batches[0]
+        with self._mode():
+            first = _saved_bytes(lambda: _gradient_graph(self._batch_loss(x, y), self._params()))
+        return first * self.num_samples // len(y)
+
     @contextlib.contextmanager
     def _mode(self) -> Iterator[None]:
-        """BatchNorm in the chosen mode, running statistics untouched, TF32 off; restored on exit."""
+        """BatchNorm in the chosen mode, running statistics untouched, TF32 off; restored on exit.
+
+        With a double_backward composition, BatchNorm's second derivative is the hand-derived
+        one of :mod:`hessdepth.batchnorm`.
+        """
+        fast_bn = self.composition.startswith("double_backward")
         saved = [(m, m.training, m.track_running_stats) for m in self._bns]
         try:
             for m in self._bns:
                 m.training = self.bn_mode == "batch"
                 if self.bn_mode == "batch":
                     m.track_running_stats = False  # F.batch_norm then gets no running buffers
-            with no_tf32():
+            with no_tf32(), (fast_batchnorm_hessian() if fast_bn else contextlib.nullcontext()):
                 yield
         finally:
             for m, training, track in saved:
@@ -287,6 +323,28 @@ class HessianOperator(LinearOperator):
             self._graph_cache = [_gradient_graph(self._batch_loss(x, y), params) for x, y in self.batches]
             self._graph_key = key
         return self._graph_cache
+
+    @contextlib.contextmanager
+    def _fresh_graphs(self) -> Iterator[None]:
+        """Build every product's graphs anew, so the checks see randomness a cached graph would freeze."""
+        saved = self.composition
+        if saved == "double_backward_cached":
+            self.composition = "double_backward"
+        try:
+            yield
+        finally:
+            self.composition = saved
+
+    def check_symmetry(self, seed: int = 0, rtol: float | None = None) -> float:
+        with self._fresh_graphs():
+            return super().check_symmetry(seed, rtol)
+
+    def check_repeatability(self, seed: int = 0, rtol: float | None = None) -> float:
+        with self._fresh_graphs():
+            return super().check_repeatability(seed, rtol)
+
+    check_symmetry.__doc__ = LinearOperator.check_symmetry.__doc__
+    check_repeatability.__doc__ = LinearOperator.check_repeatability.__doc__
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H v for a 1-D ``v`` over all parameters; same dtype and device as ``v``."""
