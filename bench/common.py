@@ -36,7 +36,8 @@ ALLOCATOR = ("default" if os.environ.get("HESSDEPTH_DEFAULT_MALLOC") or not hd.k
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
-ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "lanczos_overhead", "train_throughput", "gpu", "paper_scale_cpu"]
+ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "lanczos_overhead", "train_throughput", "cpu_allocator", "gpu",
+         "paper_scale_cpu"]
 CIFAR_SUBSET = Path("/work/shared/data/cifar10-subset/cifar-10-python-subset.tar.gz")
 
 
