@@ -134,6 +134,22 @@ def test_killed_writer_leaves_no_file_that_looks_complete(tmp_path):
     assert not out.exists()
     with pytest.raises(OutputError, match="file not found; rebuild it with: rm -f .* && snakemake"):
         open_checked(out)
+    killed = list(tmp_path.glob(".out.h5.tmp-*"))
+    assert len(killed) == 1  # hidden, never under the final name
+
+    # The next writer removes the dead writer's temporary file but not a live one's.
+    live = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline().strip() == "writing"
+        with atomic_h5(out) as f:
+            f["x"] = np.ones(3)
+        left = list(tmp_path.glob(".out.h5.tmp-*"))
+        assert killed[0] not in left and len(left) == 1
+    finally:
+        live.kill()
+        live.wait()
+    with open_checked(out, ["x"]) as f:
+        assert f["x"][...].tolist() == [1.0, 1.0, 1.0]
 
 
 def test_readers_name_the_file_what_is_missing_and_the_fix(tmp_path):

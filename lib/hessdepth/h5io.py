@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -43,12 +44,41 @@ def write_attrs(obj: h5py.HLObject, attrs: dict) -> None:
         obj.attrs[key] = _attr_value(value)
 
 
+def _temp_name(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{pid}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: os.PathLike | str) -> list[Path]:
+    """Remove temporary files of ``path`` left by killed writers on this host; return them."""
+    path = Path(path)
+    prefix = _temp_name(path, 0).name[:-1]
+    stale = [t for t in path.parent.glob(f"{prefix}*")
+             if t.name[len(prefix):].isdigit() and not _alive(int(t.name[len(prefix):]))]
+    for t in stale:
+        t.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_h5(path: os.PathLike | str, attrs: dict | None = None) -> Iterator[h5py.File]:
-    """Open ``path`` for writing under a temporary name; rename into place only on success."""
+    """Open ``path`` for writing under a temporary name; rename into place only on success.
+
+    Temporary files that killed writers on this host left for the same path are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_stale_temps(path)
+    tmp = _temp_name(path, os.getpid())
     try:
         with h5py.File(tmp, "w") as f:
             write_attrs(f, {"hessdepth_version": __version__, **(attrs or {})})
