@@ -13,7 +13,8 @@ and differentiating L₂ = Σ ġx·∂x + ġγ·∂γ + ġβ·∂β once more gi
     ∂L₂/∂γ    = s A
     ∂L₂/∂x    = −γ s² A x̂ / N − γ s² ⟨∂y x̂⟩ P(ġx) + s (ġγ − γ s Σ ġx x̂ / N) P(∂y)
 
-which is about a dozen passes. With fixed running statistics (evaluation mode) P is the identity
+which is about a dozen passes, most of them fused (PyTorch's own BatchNorm kernels compute
+per-channel affine maps of x̂ and the channel sums Σ g x̂ in one pass each). With fixed running statistics (evaluation mode) P is the identity
 and s, μ are constants: ∂L₂/∂(∂y) = γ s ġx + ġγ x̂ + ġβ, ∂L₂/∂γ = s Σ ġx ∂y, ∂L₂/∂x = ġγ s ∂y.
 
 :func:`fast_batchnorm_hessian` routes every affine ``F.batch_norm`` call that either uses batch
@@ -38,54 +39,58 @@ def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.reshape(1, -1, *([1] * (like.dim() - 2)))
 
 
-def _channel_sum(t: torch.Tensor) -> torch.Tensor:
-    return t.sum(dim=[d for d in range(t.dim()) if d != 1])
+def _affine_of_xhat(x, mean, var, eps, scale, shift):
+    """scale·x̂ + shift per channel, x̂ = (x − mean)/√(var + ε): one fused pass (eval-mode BN's kernel)."""
+    return torch.native_batch_norm(x, scale, shift, mean, var, False, 0.0, eps)[0]
+
+
+def _channel_dots(g, x, mean, rstd):
+    """(Σ g·(x − mean)·rstd, Σ g) per channel: one fused pass (the reduction of BN's backward)."""
+    _, dot, total = torch.ops.aten.native_batch_norm_backward(
+        g, x, None, None, None, mean, rstd, True, 0.0, [False, True, True])
+    return dot, total
 
 
 class _BatchNormGrad(torch.autograd.Function):
     """(x, γ, ∂y) -> (∂x, ∂γ, ∂β) of BatchNorm; its backward is the hand-derived one.
 
-    ``train``: batch statistics (``mean``, ``rstd`` of x); else fixed running statistics.
+    ``train``: batch statistics (``mean``, ``rstd`` = 1/√(``var`` + ε) of x); else fixed
+    running statistics. Every full-size pass is one of PyTorch's fused BatchNorm kernels or
+    an in-place multiply-add.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, mean, rstd, grad_out, eps, train):
-        if train:
-            grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-                grad_out, x, weight, None, None, mean, rstd, True, eps, [True, True, True])
-        else:
-            x_hat = torch.addcmul(_per_channel(-mean * rstd, x), x, _per_channel(rstd, x))
-            grad_x = grad_out * _per_channel(weight * rstd, x)
-            grad_w, grad_b = _channel_sum(grad_out * x_hat), _channel_sum(grad_out)
-        ctx.save_for_backward(x, weight, mean, rstd, grad_out, grad_w, grad_b)
-        ctx.train = train
+    def forward(ctx, x, weight, mean, rstd, var, grad_out, eps, train):
+        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad_out, x, weight, None if train else mean, None if train else var,
+            mean if train else None, rstd if train else None, train, eps, [True, True, True])
+        ctx.save_for_backward(x, weight, mean, rstd, var, grad_out, grad_w, grad_b)
+        ctx.eps, ctx.train = eps, train
         return grad_x, grad_w, grad_b
 
     @staticmethod
     def backward(ctx, gg_x, gg_w, gg_b):
-        x, weight, mean, rstd, grad_out, grad_w, grad_b = ctx.saved_tensors
-        n = x.numel() // x.shape[1]
-        x_hat = torch.addcmul(_per_channel(-mean * rstd, x), x, _per_channel(rstd, x))
-        gs = weight * rstd
-        sum_ggx_gy = _channel_sum(gg_x * grad_out)
+        x, weight, mean, rstd, var, grad_out, grad_w, grad_b = ctx.saved_tensors
+        n, eps = x.numel() // x.shape[1], ctx.eps
+        gs = _per_channel(weight * rstd, x)
+        sum_ggx_gy, _ = _channel_dots(gg_x, grad_out, torch.zeros_like(mean), torch.ones_like(rstd))
         if not ctx.train:  # ∂x = γ s ∂y, ∂γ = Σ ∂y x̂, ∂β = Σ ∂y with s and the mean fixed
-            d_grad_out = torch.addcmul(torch.addcmul(_per_channel(gg_b, x), _per_channel(gg_w, x), x_hat),
-                                       _per_channel(gs, x), gg_x)
-            return _per_channel(gg_w * rstd, x) * grad_out, rstd * sum_ggx_gy, None, None, d_grad_out, None, None
-        sum_ggx, sum_ggx_xhat = _channel_sum(gg_x), _channel_sum(gg_x * x_hat)
+            d_grad_out = _affine_of_xhat(x, mean, var, eps, gg_w, gg_b).addcmul_(gs, gg_x)
+            return (grad_out * _per_channel(gg_w * rstd, x), rstd * sum_ggx_gy, None, None, None, d_grad_out,
+                    None, None)
+        sum_ggx_xhat, sum_ggx = _channel_dots(gg_x, x, mean, rstd)
         # A = Σ ġx P(∂y), using Σ ∂y = ∂β and Σ ∂y x̂ = ∂γ from the first backward.
         a = sum_ggx_gy - (grad_b * sum_ggx + grad_w * sum_ggx_xhat) / n
-        # Each gradient is (per-channel) u·x̂ + const + Σ coef·tensor, built with fused multiply-adds.
-        d_grad_out = torch.addcmul(
-            torch.addcmul(_per_channel(gg_b - gs * sum_ggx / n, x), _per_channel(gg_w - gs * sum_ggx_xhat / n, x), x_hat),
-            _per_channel(gs, x), gg_x)
-        b = -gs * rstd * grad_w / n  # coefficient of P(ġx)
-        c = rstd * (gg_w - gs * sum_ggx_xhat / n)  # coefficient of P(∂y)
-        xhat_coef = -gs * rstd * a / n - b * sum_ggx_xhat / n - c * grad_w / n
+        g_s = weight * rstd
+        d_grad_out = _affine_of_xhat(x, mean, var, eps, gg_w - g_s * sum_ggx_xhat / n,
+                                     gg_b - g_s * sum_ggx / n).addcmul_(gs, gg_x)
+        b = -g_s * rstd * grad_w / n  # coefficient of P(ġx)
+        c = rstd * (gg_w - g_s * sum_ggx_xhat / n)  # coefficient of P(∂y)
+        xhat_coef = -g_s * rstd * a / n - b * sum_ggx_xhat / n - c * grad_w / n
         const = -(b * sum_ggx + c * grad_b) / n
-        d_x = torch.addcmul(_per_channel(const, x), _per_channel(xhat_coef, x), x_hat)
-        d_x = torch.addcmul(torch.addcmul(d_x, _per_channel(c, x), grad_out), _per_channel(b, x), gg_x)
-        return d_x, rstd * a, None, None, d_grad_out, None, None
+        d_x = (_affine_of_xhat(x, mean, var, eps, xhat_coef, const)
+               .addcmul_(_per_channel(c, x), grad_out).addcmul_(_per_channel(b, x), gg_x))
+        return d_x, rstd * a, None, None, None, d_grad_out, None, None
 
 
 class _BatchNorm(torch.autograd.Function):
@@ -95,16 +100,18 @@ class _BatchNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, eps):
         train = running_mean is None
         y, mean, rstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, train, 0.0, eps)
-        if not train:
-            mean, rstd = running_mean, (running_var + eps).rsqrt()
-        ctx.save_for_backward(x, weight, mean, rstd)
+        if train:
+            var = rstd.pow(-2) - eps
+        else:
+            mean, var, rstd = running_mean, running_var, (running_var + eps).rsqrt()
+        ctx.save_for_backward(x, weight, mean, rstd, var)
         ctx.eps, ctx.train = eps, train
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight, mean, rstd = ctx.saved_tensors
-        grad_x, grad_w, grad_b = _BatchNormGrad.apply(x, weight, mean, rstd, grad_out, ctx.eps, ctx.train)
+        x, weight, mean, rstd, var = ctx.saved_tensors
+        grad_x, grad_w, grad_b = _BatchNormGrad.apply(x, weight, mean, rstd, var, grad_out, ctx.eps, ctx.train)
         return grad_x, grad_w, grad_b, None, None, None
 
 
