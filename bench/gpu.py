@@ -88,15 +88,16 @@ def cpu_estimate(quick: bool) -> tuple[str, dict] | tuple[None, str]:
     # uncached: the first-order graphs of 50,000 images do not fit in memory
     hvp = {r["depth"]: r["median"]["double_backward"] / r["n_images"] for r in hv["results"] if r["bn_mode"] == "batch"}
     biggest = max(lo["hvp_s"], key=int)
-    hvp[lo["depth"]] = lo["hvp_s"][biggest] / int(biggest)
+    if lo.get("composition") == "double_backward":  # a cached product would understate the cost
+        hvp[lo["depth"]] = lo["hvp_s"][biggest] / int(biggest)
     step = {r["depth"]: r["median"]["hessdepth (defaults)"] / r["steps"] for r in tr["results"]}
     loads = [l[0] for r in hv["results"] + tr["results"] for l in r["loads"]] + [l[0] for l in lo["results"]["loads"]]
     label = f"CPU estimate: hours of this {common.machine()['cpu_count']}-core CPU machine, not GPU-hours"
     text, totals = estimate(step, hvp, lo["overhead_s"], "CPU", label)
     note = (f"\nCPU unit costs: the {common.machine()['machine']} above, {torch.get_num_threads()} threads, taken from "
             f"bench/results/{{hvp_vs_grad,lanczos_overhead,train_throughput}}.json (HVP: double_backward, as whole-training-set graphs do not fit a cache, bn_mode batch, "
-            f"per image at {hv['results'][0]['n_images']} images for ResNet-{'/'.join(str(r['depth']) for r in hv['results'] if r['bn_mode'] == 'batch')} "
-            f"and {biggest} images for ResNet-{lo['depth']}; training: hessdepth defaults). "
+            f"per image at {hv['results'][0]['n_images']} images for ResNet-{'/'.join(str(r['depth']) for r in hv['results'] if r['bn_mode'] == 'batch')}"
+            + (f" and {biggest} images for ResNet-{lo['depth']}" if lo['depth'] in hvp else "") + "; training: hessdepth defaults). "
             f"Load during those runs: 1-min average {min(loads):.1f}-{max(loads):.1f} on {common.machine()['cpu_count']} "
             "cores, so an idle machine would be faster, but not by the orders of magnitude that matter here.\n")
     return text + note, totals

@@ -112,6 +112,7 @@ torch's tensor memory, so it cannot see the basis.
     common.write_results("lanczos_overhead", "4. Lanczos overhead at ResNet-110 size", body,
                          {"results": res, "overhead_s": overhead, "n_params": n_params, "m": m, "depth": depth,
                           "hvp_s": {str(s): med[f"HVP resnet{depth} {s} images"] for s in sizes},
+                          "composition": ops[s2].composition,
                           "hvp_fit": {"intercept_s": intercept, "per_image_s": slope},
                           "basis_bytes": basis_bytes, "rss_growth_bytes": rss_growth,
                           "tracemalloc_peak_bytes": traced_peak, "data": source},
