@@ -29,8 +29,7 @@ from hessdepth.data import (
 )
 from hessdepth.h5io import OutputError
 
-SUBSET = Path(__file__).resolve().parents[2] / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
-SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
+from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5  # noqa: E402
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 needs_subset = pytest.mark.skipif(not SUBSET.exists(), reason=f"real CIFAR-10 subset not at {SUBSET}")
 

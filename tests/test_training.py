@@ -28,8 +28,7 @@ from hessdepth.training import (
     train,
 )
 
-SUBSET = Path(__file__).resolve().parents[2] / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
-SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
+from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5  # noqa: E402
 
 
 @pytest.fixture(scope="module")
