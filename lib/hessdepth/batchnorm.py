@@ -14,8 +14,8 @@ and differentiating L₂ = Σ ġx·∂x + ġγ·∂γ + ġβ·∂β once more gi
     ∂L₂/∂x    = −γ s² A x̂ / N − γ s² ⟨∂y x̂⟩ P(ġx) + s (ġγ − γ s Σ ġx x̂ / N) P(∂y)
 
 which is about a dozen passes, most of them fused (PyTorch's own BatchNorm kernels compute
-per-channel affine maps of x̂ and the channel sums Σ g x̂ in one pass each). With fixed running statistics (evaluation mode) P is the identity
-and s, μ are constants: ∂L₂/∂(∂y) = γ s ġx + ġγ x̂ + ġβ, ∂L₂/∂γ = s Σ ġx ∂y, ∂L₂/∂x = ġγ s ∂y.
+per-channel affine maps of x̂ and the channel sums Σ g x̂ in one pass each). With fixed running
+statistics (evaluation mode) P is the identity and s, μ are constants: ∂L₂/∂(∂y) = γ s ġx + ġγ x̂ + ġβ, ∂L₂/∂γ = s Σ ġx ∂y, ∂L₂/∂x = ġγ s ∂y.
 
 :func:`fast_batchnorm_hessian` routes every affine ``F.batch_norm`` call that either uses batch
 statistics only (training mode, no running buffers) or only reads running statistics
@@ -72,7 +72,8 @@ class _BatchNormGrad(torch.autograd.Function):
     def backward(ctx, gg_x, gg_w, gg_b):
         x, weight, mean, rstd, var, grad_out, grad_w, grad_b = ctx.saved_tensors
         n, eps = x.numel() // x.shape[1], ctx.eps
-        gs = _per_channel(weight * rstd, x)
+        g_s = weight * rstd
+        gs = _per_channel(g_s, x)
         sum_ggx_gy, _ = _channel_dots(gg_x, grad_out, torch.zeros_like(mean), torch.ones_like(rstd))
         if not ctx.train:  # ∂x = γ s ∂y, ∂γ = Σ ∂y x̂, ∂β = Σ ∂y with s and the mean fixed
             d_grad_out = _affine_of_xhat(x, mean, var, eps, gg_w, gg_b).addcmul_(gs, gg_x)
@@ -81,7 +82,6 @@ class _BatchNormGrad(torch.autograd.Function):
         sum_ggx_xhat, sum_ggx = _channel_dots(gg_x, x, mean, rstd)
         # A = Σ ġx P(∂y), using Σ ∂y = ∂β and Σ ∂y x̂ = ∂γ from the first backward.
         a = sum_ggx_gy - (grad_b * sum_ggx + grad_w * sum_ggx_xhat) / n
-        g_s = weight * rstd
         d_grad_out = _affine_of_xhat(x, mean, var, eps, gg_w - g_s * sum_ggx_xhat / n,
                                      gg_b - g_s * sum_ggx / n).addcmul_(gs, gg_x)
         b = -g_s * rstd * grad_w / n  # coefficient of P(ġx)
@@ -141,6 +141,6 @@ class _RouteBatchNorm(TorchFunctionMode):
 
 @contextlib.contextmanager
 def fast_batchnorm_hessian() -> Iterator[None]:
-    """Inside the block, ``F.batch_norm`` calls that update no running statistics use the hand-derived second derivative."""
+    """Inside the block, ``F.batch_norm`` calls that update no running statistics are differentiated by hand."""
     with _RouteBatchNorm():
         yield

@@ -58,15 +58,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: os.PathLike | str) -> list[Path]:
-    """Remove temporary files of ``path`` left by killed writers on this host; return them."""
-    path = Path(path)
+def _remove_stale_temps(path: Path) -> None:
+    """Remove temporary files of ``path`` left by killed writers on this host."""
     prefix = _temp_name(path, 0).name[:-1]
-    stale = [t for t in path.parent.glob(f"{prefix}*")
-             if t.name[len(prefix):].isdigit() and not _alive(int(t.name[len(prefix):]))]
-    for t in stale:
-        t.unlink(missing_ok=True)
-    return stale
+    for t in path.parent.glob(f"{prefix}*"):
+        pid = t.name[len(prefix):]
+        if pid.isdigit() and not _alive(int(pid)):
+            t.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -77,7 +75,7 @@ def atomic_h5(path: os.PathLike | str, attrs: dict | None = None) -> Iterator[h5
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
+    _remove_stale_temps(path)
     tmp = _temp_name(path, os.getpid())
     try:
         with h5py.File(tmp, "w") as f:

@@ -20,9 +20,9 @@ from tqdm import tqdm
 from .operator import OperatorError, multiply_rows
 
 PROBE_KINDS = ("rademacher", "gaussian")
-# Probes per pass over the data. On the CPU (ResNet-20, 256 images) 4 in lockstep took as long
-# as 4 one at a time (jvp_grad, double_backward) or longer (double_backward_cached), for 1.8x
-# the peak memory; larger blocks may pay off on a GPU that small batches leave idle.
+# Probes per pass over the data. On the CPU (ResNet-20, 256 images, the default operator) 2-8
+# probes in lockstep took 1.16-1.2x the time per probe-step of one at a time (bench/lockstep.py);
+# larger blocks may pay off on a GPU that small batches leave idle.
 DEFAULT_BLOCK = 1
 
 

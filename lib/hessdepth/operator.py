@@ -336,15 +336,14 @@ class HessianOperator(LinearOperator):
             self.composition = saved
 
     def check_symmetry(self, seed: int = 0, rtol: float | None = None) -> float:
+        """:meth:`LinearOperator.check_symmetry` on graphs built anew for each product."""
         with self._fresh_graphs():
             return super().check_symmetry(seed, rtol)
 
     def check_repeatability(self, seed: int = 0, rtol: float | None = None) -> float:
+        """:meth:`LinearOperator.check_repeatability` on graphs built anew for each product."""
         with self._fresh_graphs():
             return super().check_repeatability(seed, rtol)
-
-    check_symmetry.__doc__ = LinearOperator.check_symmetry.__doc__
-    check_repeatability.__doc__ = LinearOperator.check_repeatability.__doc__
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H v for a 1-D ``v`` over all parameters; same dtype and device as ``v``."""
