@@ -32,6 +32,7 @@ rule prepare_data:
     params:
         dataset=DATASET,
         md5=config["data"]["md5"],
+        half=config["data"]["half"],
         synthetic=config["data"]["synthetic"],
     log:
         f"logs/{DATASET}/prepare_data.log",

@@ -1,5 +1,6 @@
 """Rule prepare_data: CIFAR-10 archive or synthetic dataset -> one HDF5 file."""
 import sys
+from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
@@ -13,12 +14,16 @@ if params.dataset == "synthetic":
 else:
     archive = snakemake.input.archive
     data = hd.read_cifar_archive(archive, md5=params.md5)
-    attrs = dict(source=str(archive), md5=hd.file_md5(archive), synthetic=False, seed=0)
+    attrs = dict(source=Path(archive).name, md5=hd.file_md5(archive), synthetic=False, seed=0)
+if params.half is not None:
+    data = hd.training_half(data, params.half)
+attrs["half"] = "all" if params.half is None else params.half
 hd.write_dataset_h5(snakemake.output[0], data, {"dataset": params.dataset, **attrs})
 log.info(
-    "%s: %d train and %d test images, classes %s",
+    "%s: %d train (half: %s) and %d test images, classes %s",
     params.dataset,
     len(data.train_labels),
+    attrs["half"],
     len(data.test_labels),
     data.classes,
 )

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+import hessdepth as hd
+
 from hessdepth.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -251,3 +253,17 @@ def test_fixed_batches(small):
     assert torch.equal(torch.cat([y for _, y in batches]), torch.from_numpy(small.train_labels))
     again = fixed_batches(small.train_images, small.train_labels, 16, "cpu", dtype=torch.float64)
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(batches, again))
+
+
+def test_balanced_halves_partition_the_training_set_class_by_class():
+    labels = np.repeat(np.arange(10), [50, 51, 50, 50, 50, 50, 50, 50, 50, 49])
+    h0, h1 = hd.balanced_half(labels, 0), hd.balanced_half(labels, 1)
+    assert not set(h0) & set(h1) and sorted([*h0, *h1]) == list(range(len(labels)))
+    for c in range(10):
+        assert abs((labels[h0] == c).sum() - (labels[h1] == c).sum()) <= 1
+    np.testing.assert_array_equal(h0, hd.balanced_half(labels, 0))  # a function of the labels alone
+    with pytest.raises(ValueError, match="half must be 0 or 1"):
+        hd.balanced_half(labels, 2)
+    data = hd.synthetic_dataset(100, 20, seed=0)
+    half = hd.training_half(data, 1)
+    assert len(half.train_labels) == 50 and len(half.test_labels) == 20

@@ -55,3 +55,46 @@ def test_density_rejects_empty_or_nonfinite_spectra():
         hd.density(np.array([[np.nan, 1.0]]), np.array([[0.5, 0.5]]))
     with pytest.raises(ValueError, match="finite"):
         hd.density(np.array([[1.0]]), np.array([[0.0]]))
+
+
+def local_maxima(values: np.ndarray, floor: float) -> int:
+    inner = values[1:-1]
+    return int(np.sum((inner > values[:-2]) & (inner > values[2:]) & (inner > floor)))
+
+
+def bulk_and_outliers(seed: int = 0):
+    """A wide bulk (semicircle-like) with a few outliers, seen through 2 probes x 20 Lanczos steps."""
+    rng = np.random.default_rng(seed)
+    eigs = np.concatenate([rng.normal(0, 1, 2000), [15.0, 22.0, 30.0, 40.0]])
+    op = hd.MatrixOperator(torch.tensor(eigs, dtype=torch.float64))
+    return hd.slq(op, iterations=20, probes=2, seed=seed)
+
+
+def test_node_spacing_kernel_is_smooth_where_the_paper_kernel_is_a_comb():
+    from hessdepth.summary import cell_density, common_grid
+
+    grid = common_grid([-20, 60], 4001)
+    spacing = grid[1] - grid[0]
+    spec = bulk_and_outliers()
+    bulk = np.abs(grid) <= 3
+    widths = hd.node_spacing_width(spec.nodes, spec.weights, 1.0)
+    smooth = cell_density(spec.nodes, spec.weights, grid, 1e-5, width=widths)
+    comb = cell_density(spec.nodes, spec.weights, grid, 1e-5)
+    for dens in (smooth, comb):
+        assert dens.sum() * spacing == pytest.approx(1, abs=0.01)
+    floor = 1e-7 * smooth.max()
+    assert local_maxima(smooth[bulk], floor) <= 2 and local_maxima(smooth, floor) <= 6
+    assert local_maxima(comb[bulk], floor) > 5  # 40 nodes, a spike each: the rule can fail
+
+
+def test_node_spacing_width_is_the_mean_gap_to_neighbours():
+    nodes = np.array([[0.0, 1.0, 3.0, np.nan]])
+    weights = np.array([[0.2, 0.5, 0.3, 0.0]])
+    widths = hd.node_spacing_width(nodes, weights, 2.0)
+    np.testing.assert_allclose(widths[0, :3], [2.0, 3.0, 4.0])
+    assert np.isnan(widths[0, 3])
+    with pytest.raises(ValueError, match="coincide"):
+        hd.node_spacing_width(np.array([[1.0, 1.0]]), np.array([[0.5, 0.5]]), 1.0)
+    # per-node widths: each node's Gaussian has its own width, and the mass is still 1
+    grid, dens = hd.density(nodes, weights, width=widths, num_points=20001)
+    assert np.trapezoid(dens, grid) == pytest.approx(1, abs=1e-6)

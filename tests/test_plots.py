@@ -105,3 +105,28 @@ def test_fig5_curves_seeds_and_divergence(tmp_path):
     check_saved(fig, tmp_path, "fig5")
     with pytest.raises(OutputError, match="depth"):
         make_figure("fig6_curves", {"curves": paths}, {**PARAMS, "depth": 80})
+
+
+def _plotted_peaks(fig) -> list[tuple[int, int]]:
+    """Per plotted density: (local maxima within 3 std of 0 above 1% of the peak, all local maxima
+    above 1e-7 of it, as the log axis shows them); asserts unit mass."""
+    out = []
+    for line in fig.axes[0].get_lines():
+        grid, dens = (np.asarray(a, dtype=float) for a in line.get_data())
+        assert dens.sum() * (grid[1] - grid[0]) == pytest.approx(1, abs=0.01)
+        inner = dens[1:-1]
+        peaks = (inner > dens[:-2]) & (inner > dens[2:])
+        bulk = peaks & (np.abs(grid[1:-1]) <= 3) & (inner > 1e-2 * dens.max())
+        out.append((int(bulk.sum()), int((peaks & (inner > 1e-7 * dens.max())).sum())))
+    return out
+
+
+def test_fig2_plots_seed_averaged_densities_that_integrate_to_one_and_are_not_combs(tmp_path):
+    runs = [("simple", d, s, 10, tail, False) for d, tail in ((8, 2.0), (14, 5.0)) for s in (0, 1, 2)]
+    files = {"lanczos": spectra_files(tmp_path, runs)}
+    density = {**PARAMS["density"], "grid_points": 4001}
+    smooth = make_figure("fig2_depth_densities", files, {**PARAMS, "density": {**density, "spacing_factor": 1.0}})
+    assert "Gaussian kernel s.d." in texts(smooth)
+    assert all(bulk <= 2 and total <= 8 for bulk, total in _plotted_peaks(smooth))
+    comb = make_figure("fig2_depth_densities", files, {**PARAMS, "density": density})  # the paper's kernel
+    assert any(bulk > 2 or total > 8 for bulk, total in _plotted_peaks(comb))

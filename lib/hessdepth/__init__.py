@@ -8,8 +8,10 @@ from .probestore import ProbeStore  # noqa: E402
 from .data import (  # noqa: E402
     CifarData,
     DataError,
+    balanced_half,
     balanced_subset,
     dataset_attrs,
+    describe_dataset,
     download_cifar10,
     file_md5,
     fixed_batches,
@@ -17,6 +19,7 @@ from .data import (  # noqa: E402
     normalize,
     read_cifar_archive,
     synthetic_dataset,
+    training_half,
     write_dataset_h5,
 )
 from .device import choose_device, keep_freed_cpu_memory  # noqa: E402
@@ -25,5 +28,5 @@ from .device import no_tf32  # noqa: E402
 from .operator import BN_MODES, COMPOSITIONS, HessianOperator, MatrixOperator, OperatorError  # noqa: E402
 from .lanczos import SLQResult, gauss_quadrature, lanczos, probe_vector, slq  # noqa: E402
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats  # noqa: E402
-from .density import density  # noqa: E402
+from .density import density, node_spacing_width  # noqa: E402
 from .analysis import run_gradnorms, run_lanczos, run_moments  # noqa: E402

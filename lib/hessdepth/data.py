@@ -271,6 +271,32 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def balanced_half(labels: np.ndarray, half: int, seed: int = 0) -> np.ndarray:
+    """Indices (sorted) of one of two disjoint halves of the examples, each class split evenly.
+
+    Each class's examples are shuffled (``seed``) and cut in two, the first half going to
+    ``half=0``; with an odd count the extra example goes to half 1. Halves 0 and 1 partition
+    the examples, and neither depends on anything but the labels and ``seed``.
+    """
+    if half not in (0, 1):
+        raise ValueError(f"half must be 0 or 1, got {half!r}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        cut = len(members) // 2
+        chosen.append(members[:cut] if half == 0 else members[cut:])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def training_half(data: CifarData, half: int) -> CifarData:
+    """``data`` with only :func:`balanced_half` ``half`` of its training images; test set unchanged."""
+    keep = balanced_half(data.train_labels, half)
+    return CifarData(data.train_images[keep], data.train_labels[keep], data.test_images, data.test_labels,
+                     data.classes)
+
+
 def fixed_batches(
     images: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor,
@@ -288,6 +314,17 @@ def fixed_batches(
         (normalize(images[i : i + batch_size].to(device), dtype=dtype), labels[i : i + batch_size].to(device))
         for i in range(0, len(images), batch_size)
     ]
+
+
+def describe_dataset(path: os.PathLike | str) -> str:
+    """What a dataset file holds, by file name and checksum: safe to publish (no machine paths)."""
+    with open_checked(path, attrs=_DATASET_ATTRS) as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        n_train = len(f["train/labels"])
+    md5 = f", md5 {attrs['md5']}" if attrs["md5"] else ""
+    half = attrs.get("half", "all")
+    part = "all training images" if str(half) == "all" else f"class-balanced half {half} of the training images"
+    return f"{attrs['source']}{md5}; {part} ({n_train})"
 
 
 def dataset_attrs(path: os.PathLike | str) -> dict:

@@ -12,39 +12,53 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy import stats as sps
 from scipy.stats import rankdata
 
-from .summary import model_label
+from .summary import BY_MODEL_RULE, model_label
 
 ALPHA = 0.05
 N_PERMUTATIONS = 20000
+POWER = 0.8
+PRIMARY, CHECK = "hutch", "slq"
+ESTIMATOR_NAMES = {"hutch": "Hutchinson", "slq": "SLQ"}
 HOLDS, REVERSED, UNRESOLVED = "holds", "reversed", "not resolved at this scale"
 RULES = f"""\
-Each finding is judged at every checkpoint step, from the tables alone (ALPHA = {ALPHA}).
+Each finding is judged at every checkpoint step, from the per-run table alone (ALPHA = {ALPHA}).
+Spectral statistics come from Hutchinson's estimator (the primary one: most probes per product);
+every spectral verdict is also computed from the SLQ quadrature moments, and the document says
+where the two disagree.
 
 1. **Deeper simple nets train slower.** Simple and ResNet runs of equal depth and seed are
    paired; their gap is log(simple train loss / ResNet train loss). *Holds* when both the simple
    nets' train loss and the gap rise with depth (Spearman rho > 0 with p < ALPHA); *reversed* when
    the gap falls with depth (rho < 0, p < ALPHA); otherwise *not resolved at this scale*. A
    diverged run counts as the worst possible loss.
-2. **Simple nets' spectra grow heavier tails.** Spearman rho of the SLQ skewness and of the SLQ
-   kurtosis against depth, over the simple runs that did not diverge. *Holds* when both rise
-   (rho > 0, p < ALPHA); *reversed* when both fall; otherwise *not resolved*. Hutchinson's rho is
-   shown as an independent check.
-3. **Residual connections cut the tails.** At each depth with both architectures, the SLQ
-   kurtosis intervals of the per-model table are compared (t-interval of the mean across seeds,
-   or the probe interval when there is one seed). *Holds* when the ResNet interval lies wholly
-   below the simple one at more than half of the depths compared and wholly above at none;
-   *reversed* in the mirror case; otherwise *not resolved*.
+2. **Simple nets' spectra grow heavier tails.** Spearman rho of the skewness and of the kurtosis
+   against depth, over the simple runs that did not diverge. *Holds* when both rise (rho > 0,
+   p < ALPHA); *reversed* when both fall; otherwise *not resolved*.
+3. **Residual connections cut the tails (same depth).** Paired comparisons: for every depth and
+   seed with both architectures (same seed: same initial weights and batch order), the log-ratio
+   log(simple / ResNet) of the kurtosis and of the skewness. *Holds* when the {1 - ALPHA:.0%}
+   Student-t interval of the mean log-ratio over all depths x seeds lies above 0 for both
+   statistics; *reversed* when below 0 for both; otherwise *not resolved*. Pairs with a
+   non-positive skewness or a diverged run are left out of that statistic.
+4. **A ResNet about twice as deep still has lighter tails** (the paper's ResNet-92 vs simple-44).
+   The same paired rule, pairing simple-d with ResNet-d' of the same seed, d' = 2d-2 or 2d+4
+   (n' = 2n or 2n+1 blocks per stage), wherever both were trained.
 
 Spearman p-values are two-sided and come from permuting the values against depth: all
 orderings when there are at most {N_PERMUTATIONS}, else {N_PERMUTATIONS} random ones (seed 0).
 Ties (several seeds at one depth) get mean ranks; values are compared at 12 significant digits.
+A paired row gives the geometric-mean ratio simple / ResNet with its interval, the p-value of
+the t-test, and its power: the pairs needed for {POWER:.0%} power at ALPHA if the true mean
+log-ratio and its spread were the observed ones (normal approximation, two-sided).
 """
 FINDINGS = {
     1: "Deeper simple nets train slower (train loss rises with depth more than for ResNets)",
     2: "Simple nets' Hessian spectra grow heavier tails with depth (skewness and kurtosis rise)",
-    3: "Residual connections cut the tails (ResNet kurtosis below simple kurtosis at equal depth)",
+    3: "Residual connections cut the tails (simple / ResNet skewness and kurtosis > 1, same depth and seed)",
+    4: "A ResNet about twice as deep has lighter tails than a simple net (ResNet-(2d-2) or -(2d+4) vs simple-d)",
 }
 
 
@@ -129,54 +143,116 @@ def training_verdict(rows: Sequence[dict], step: int) -> Verdict:
     return Verdict(1, step, verdict, evidence)
 
 
+def _tails_direction(simple: Sequence[dict], estimator: str) -> tuple[str, str]:
+    depth = [r["depth"] for r in simple]
+    corr = {s: spearman(depth, [r[f"{estimator}_{s}"] for r in simple]) for s in ("skewness", "kurtosis")}
+    directions = frozenset(c.direction() for c in corr.values())
+    verdict = {frozenset({1}): HOLDS, frozenset({-1}): REVERSED}.get(directions, UNRESOLVED)
+    return verdict, "; ".join(f"{s} vs depth {c}" for s, c in corr.items())
+
+
+def _with_check(finding: int, step: int, judge) -> Verdict:
+    """A verdict by the primary estimator, with the check estimator's verdict beside it."""
+    verdict, evidence = judge(PRIMARY)
+    check, check_evidence = judge(CHECK)
+    agree = "agrees" if check == verdict else f"**disagrees: {check}**"
+    evidence = (f"{ESTIMATOR_NAMES[PRIMARY]}: {evidence}. {ESTIMATOR_NAMES[CHECK]} {agree}: "
+                f"{check_evidence}")
+    return Verdict(finding, step, verdict, evidence)
+
+
 def tails_verdict(rows: Sequence[dict], step: int) -> Verdict:
     """Finding 2 from the per-run table at ``step``."""
     simple = [r for r in _at(rows, step, "simple") if not r["diverged"]]
-    depth = [r["depth"] for r in simple]
-    corr = {(e, s): spearman(depth, [r[f"{e}_{s}"] for r in simple])
-            for e in ("slq", "hutch") for s in ("skewness", "kurtosis")}
-    directions = {corr["slq", s].direction() for s in ("skewness", "kurtosis")}
-    verdict = {frozenset({1}): HOLDS, frozenset({-1}): REVERSED}.get(frozenset(directions), UNRESOLVED)
-    evidence = "; ".join(
-        f"{s} vs depth: SLQ {corr['slq', s]} (Hutchinson {corr['hutch', s]})"
-        for s in ("skewness", "kurtosis")
-    )
-    return Verdict(2, step, verdict, evidence)
+    return _with_check(2, step, lambda e: _tails_direction(simple, e))
 
 
-def residual_verdict(by_model: Sequence[dict], step: int) -> Verdict:
-    """Finding 3 from the per-model table at ``step``."""
-    resnet = {r["depth"]: r for r in _at(by_model, step, "resnet") if not r["diverged"]}
-    simple = {r["depth"]: r for r in _at(by_model, step, "simple") if not r["diverged"]}
-    below, above, overlap = [], [], []
-    for depth in sorted(resnet.keys() & simple.keys()):
-        r, s = resnet[depth], simple[depth]
-        if not np.isfinite([x[f"slq_kurtosis_{b}"] for x in (r, s) for b in ("lo", "hi")]).all():
-            continue
-        if r["slq_kurtosis_hi"] < s["slq_kurtosis_lo"]:
-            below.append(depth)
-        elif r["slq_kurtosis_lo"] > s["slq_kurtosis_hi"]:
-            above.append(depth)
-        else:
-            overlap.append(depth)
-    compared = len(below) + len(above) + len(overlap)
-    if below and not above and len(below) > compared / 2:
-        verdict = HOLDS
-    elif above and not below and len(above) > compared / 2:
-        verdict = REVERSED
-    else:
-        verdict = UNRESOLVED
-    evidence = (f"{compared} depths compared; ResNet kurtosis interval wholly below simple at "
-                f"depths {below or 'none'}, wholly above at {above or 'none'}, overlapping at "
-                f"{overlap or 'none'}")
-    return Verdict(3, step, verdict, evidence)
+@dataclass
+class PairedComparison:
+    """Mean of paired log-ratios log(a / b) with its t-interval, p-value and power."""
+
+    n: int
+    mean: float
+    lo: float
+    hi: float
+    p: float
+    pairs_for_power: float
+
+    @property
+    def direction(self) -> int:
+        """+1 / -1 when the interval lies wholly above / below 0, else 0."""
+        return 1 if self.lo > 0 else -1 if self.hi < 0 else 0
+
+    def __str__(self) -> str:
+        if self.n < 2 or not np.isfinite(self.lo):
+            return f"n={self.n} pairs, undecidable"
+        need = "inf" if not np.isfinite(self.pairs_for_power) else f"{self.pairs_for_power:.0f}"
+        return (f"ratio {math.exp(self.mean):.3g} [{math.exp(self.lo):.3g}, {math.exp(self.hi):.3g}], "
+                f"p={self.p:.2g}, n={self.n} pairs ({need} for {POWER:.0%} power)")
 
 
-def verdicts(rows: Sequence[dict], by_model: Sequence[dict]) -> list[Verdict]:
-    """All three findings at every step of the table."""
+def paired_log_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 1 - ALPHA) -> PairedComparison:
+    """Paired comparison of positive values: the t-interval of mean(log a - log b), its
+    two-sided p-value, and the pairs that would give :data:`POWER` at that mean and spread."""
+    d = np.log(np.asarray(a, dtype=float)) - np.log(np.asarray(b, dtype=float))
+    n = len(d)
+    if n < 2:
+        return PairedComparison(n, float(d.mean()) if n else np.nan, np.nan, np.nan, np.nan, np.nan)
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:
+        return PairedComparison(n, mean, mean, mean, 0.0 if mean else 1.0, float(n) if mean else np.inf)
+    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    p = float(2 * sps.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+    z = sps.norm.ppf(1 - (1 - confidence) / 2) + sps.norm.ppf(POWER)
+    need = math.ceil((z * sd / abs(mean)) ** 2) if mean else np.inf
+    return PairedComparison(n, mean, mean - half, mean + half, p, need)
+
+
+def _pairs(rows: Sequence[dict], step: int, partner) -> list[tuple[dict, dict]]:
+    """(simple run, ResNet run) of the same seed, ResNet depth in ``partner(simple depth)``."""
+    resnet = {(r["depth"], r["seed"]): r for r in _at(rows, step, "resnet") if not r["diverged"]}
+    return [(s, resnet[d, s["seed"]]) for s in _at(rows, step, "simple") if not s["diverged"]
+            for d in partner(s["depth"]) if (d, s["seed"]) in resnet]
+
+
+def _paired_direction(pairs: Sequence[tuple[dict, dict]], estimator: str) -> tuple[str, str]:
+    results = {}
+    for stat in ("skewness", "kurtosis"):
+        both = [(s[f"{estimator}_{stat}"], r[f"{estimator}_{stat}"]) for s, r in pairs]
+        both = [(a, b) for a, b in both if a > 0 and b > 0]
+        results[stat] = paired_log_ratio([a for a, _ in both], [b for _, b in both])
+    directions = frozenset(c.direction for c in results.values())
+    verdict = {frozenset({1}): HOLDS, frozenset({-1}): REVERSED}.get(directions, UNRESOLVED)
+    return verdict, "; ".join(f"{stat} simple/ResNet {c}" for stat, c in results.items())
+
+
+def _pair_names(pairs: Sequence[tuple[dict, dict]]) -> str:
+    names = sorted({(s["depth"], r["depth"]) for s, r in pairs})
+    return ", ".join(f"{model_label('simple', a)}/{model_label('resnet', b)}" for a, b in names) or "none"
+
+
+def residual_verdict(rows: Sequence[dict], step: int) -> Verdict:
+    """Finding 3 from the per-run table at ``step``: same depth, same seed."""
+    pairs = _pairs(rows, step, lambda d: [d])
+    verdict = _with_check(3, step, lambda e: _paired_direction(pairs, e))
+    verdict.evidence = f"depths {sorted({s['depth'] for s, _ in pairs}) or 'none'}. " + verdict.evidence
+    return verdict
+
+
+def cross_depth_verdict(rows: Sequence[dict], step: int) -> Verdict:
+    """Finding 4 from the per-run table at ``step``: simple-d vs ResNet-(2d-2) and -(2d+4)."""
+    pairs = _pairs(rows, step, lambda d: [2 * d - 2, 2 * d + 4])
+    verdict = _with_check(4, step, lambda e: _paired_direction(pairs, e))
+    verdict.evidence = f"{_pair_names(pairs)}. " + verdict.evidence
+    return verdict
+
+
+def verdicts(rows: Sequence[dict]) -> list[Verdict]:
+    """All four findings at every step of the per-run table."""
     out = []
     for step in sorted({r["step"] for r in rows}):
-        out += [training_verdict(rows, step), tails_verdict(rows, step), residual_verdict(by_model, step)]
+        out += [training_verdict(rows, step), tails_verdict(rows, step), residual_verdict(rows, step),
+                cross_depth_verdict(rows, step)]
     return out
 
 
@@ -231,6 +307,29 @@ def _loss_table(by_model: Sequence[dict]) -> list[str]:
     return _table(["model", *[f"step {s}" for s in steps]], body)
 
 
+def publishable_config(config: dict) -> dict:
+    """``config`` with the archive's path cut to its file name (documents name no machine's paths)."""
+    data = dict(config.get("data", {}))
+    if data.get("archive"):
+        data["archive"] = Path(str(data["archive"])).name
+    return {**config, "data": data} if "data" in config else dict(config)
+
+
+def replication_section(rows: Sequence[dict], replications: dict[str, Sequence[dict]]) -> list[str]:
+    """Verdicts of this run beside those of independent reruns, and whether they agree."""
+    runs = {"this run": verdicts(rows), **{name: verdicts(r) for name, r in replications.items()}}
+    keys = [(v.finding, v.step) for v in runs["this run"]]
+    by_run = {name: {(v.finding, v.step): v.verdict for v in vs} for name, vs in runs.items()}
+    body = []
+    for key in keys:
+        cells = [by_run[name].get(key, "–") for name in runs]
+        body.append([key[0], key[1], *[f"**{c}**" for c in cells], "yes" if len(set(cells)) == 1 else "**no**"])
+    agree = sum(line[-1] == "yes" for line in body)
+    return (["### The same verdicts on other images", "",
+             f"The same preset rerun on disjoint training images; {agree} of {len(body)} verdicts agree.", ""]
+            + _table(["#", "step", *runs, "same"], body))
+
+
 def render_results(
     rows: Sequence[dict],
     by_model: Sequence[dict],
@@ -240,10 +339,15 @@ def render_results(
     machine: str,
     wall_time: str | None,
     sources: Sequence[str],
+    data_source: str | None = None,
+    replications: dict[str, Sequence[dict]] | None = None,
 ) -> str:
     """The results document (Markdown), from the per-run and per-model tables only.
 
-    ``figures`` are paths relative to the document; ``sources`` name the tables it was made from.
+    ``figures`` are paths relative to the document; ``sources`` name the tables it was made from;
+    ``data_source`` names the data (file name and checksum, never a machine's path);
+    ``replications`` maps a name to the per-run table of an independent rerun (other images),
+    whose verdicts are set beside these ones.
     """
     datasets = sorted({r["dataset"] for r in rows})
     synthetic = any(r["synthetic"] for r in rows)
@@ -261,7 +365,7 @@ def render_results(
     lines += [
         "## Setup",
         "",
-        f"- Dataset: {', '.join(datasets)}",
+        f"- Dataset: {', '.join(datasets)}" + (f" ({data_source})" if data_source else ""),
         f"- Models: {', '.join(models)}; seeds: {sorted({r['seed'] for r in rows})}; "
         f"steps: {sorted({r['step'] for r in rows})}; BatchNorm mode of the Hessian: "
         f"{', '.join(sorted({r['bn_mode'] for r in rows}))}",
@@ -282,11 +386,13 @@ def render_results(
     ]
     lines += _table(["#", "finding", "step", "verdict", "statistics"],
                     [[v.finding, FINDINGS[v.finding], v.step, f"**{v.verdict}**", v.evidence]
-                     for v in verdicts(rows, by_model)])
+                     for v in verdicts(rows)])
+    if replications:
+        lines += [""] + replication_section(rows, replications)
     lines += ["", "### How the verdicts are decided", "", RULES, ""]
     lines += ["## Skewness and kurtosis of the Hessian spectrum", "",
-              "Mean over seeds that did not diverge, with its interval (t across seeds, or the "
-              "probe interval for one seed); kurtosis is not excess (3 for a Gaussian).", ""]
+              "Per model over the seeds that did not diverge, by this rule: " + BY_MODEL_RULE
+              + " Kurtosis is not excess (3 for a Gaussian).", ""]
     for step in sorted({r["step"] for r in by_model}):
         for estimator, name in (("slq", "stochastic Lanczos quadrature"), ("hutch", "Hutchinson moments")):
             lines += [f"### Step {step}, {name}", ""] + _moments_table(by_model, step, estimator) + [""]

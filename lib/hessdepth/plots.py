@@ -125,6 +125,17 @@ def _density_axes(ax, grid: np.ndarray, curves: Sequence[np.ndarray]) -> None:
     ax.set_ylabel("density (log scale)")
 
 
+def _kernel_note(ax, rows: Sequence[dict]) -> None:
+    """States the smoothing kernel's width (std units) on the axes."""
+    widths = np.array([r["kernel_width"] for r in rows if not r["diverged"]], dtype=float)
+    widths = widths[np.isfinite(widths)]
+    if not len(widths):
+        return
+    span = f"{widths.min():.2g}" if np.ptp(widths) < 0.05 * widths.min() else f"{widths.min():.2g}-{widths.max():.2g}"
+    ax.text(0.02, 0.02, f"Gaussian kernel s.d. {span} std units", transform=ax.transAxes, fontsize=7,
+            color="0.35", va="bottom")
+
+
 def _seed_note(rows: Sequence[dict]) -> str:
     n = len({r["seed"] for r in rows if not r["diverged"]})
     return f", mean of {n} seeds" if n > 1 else ""
@@ -149,6 +160,7 @@ def depth_densities_figure(spectra, grid: np.ndarray, suffix: str = "") -> Figur
     _density_axes(ax, grid, curves)
     ax.legend(handles=handles, loc="upper right")
     rows = [r for r, _ in spectra]
+    _kernel_note(ax, rows)
     archs = " and ".join(sorted({"ResNet" if r["arch"] == "resnet" else "simple" for r in rows}))
     _title(fig, f"Normalised Hessian eigenvalue density of {archs} nets of growing depth, step "
            f"{', '.join(str(s) for s in sorted({r['step'] for r in rows}))}",
@@ -174,6 +186,7 @@ def densities_steps_figure(spectra, grid: np.ndarray, suffix: str = "") -> Figur
                               label=label + _seed_note(rows))
             handles.append(line)
         _density_axes(ax, grid, curves)
+        _kernel_note(ax, [r for r, _ in spectra if r["step"] == step])
         ax.set_title(f"step {step}")
         ax.legend(handles=handles, loc="upper right")
     rows = [r for r, _ in spectra]
@@ -307,7 +320,8 @@ def read_spectra(lanczos, moments=None, *, density: dict, stats: dict) -> tuple[
     moments = _paths(moments) if moments is not None else [None] * len(lanczos)
     if len(moments) != len(lanczos):
         raise ValueError(f"need one moments file per Lanczos file, got {len(moments)} and {len(lanczos)}")
-    spectra = [read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats)
+    spectra = [read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
+                             spacing_factor=density.get("spacing_factor"))
                for lz, mo in zip(lanczos, moments)]
     return spectra, grid
 

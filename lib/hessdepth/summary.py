@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .density import density as spectral_density
+from .density import node_spacing_width
 from .h5io import OutputError, atomic_h5, open_checked, string_array, write_attrs
 from .moments import quadrature_moments, spectral_stats
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "bn_mode")
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 RITZ = ("lambda_min", "lambda_max")
+KERNEL = ("kernel_width",)
 STATS = ("mean", "std", "skewness", "kurtosis")
 ESTIMATORS = ("slq", "hutch")
 STAT_COLUMNS = tuple(f"{e}_{s}" for e in ESTIMATORS for s in STATS)
@@ -41,18 +43,23 @@ def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
 
 COLUMNS = (
     "dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged",
-    "bn_mode", *METRICS, *RITZ, *_with_interval(STAT_COLUMNS),
+    "bn_mode", *METRICS, *RITZ, *KERNEL, *_with_interval(STAT_COLUMNS),
 )
 MODEL_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "step", "n_params", "bn_mode")
 BY_MODEL_COLUMNS = (
     *MODEL_IDENTITY, "diverged", "n_seeds", "n_diverged", "interval",
     *_with_interval(METRICS + RITZ + STAT_COLUMNS),
 )
+LOG_SCALE = frozenset(f"{e}_{s}" for e in ESTIMATORS for s in ("skewness", "kurtosis"))
 BY_MODEL_RULE = (
-    "Diverged seeds are left out; the value is the mean over the remaining seeds; the interval is "
-    "a Student-t interval of that mean across seeds when there are at least two, else the single "
-    "seed's probe interval (spectral statistics) or none (training metrics, Ritz values). The "
-    "column 'interval' says which."
+    "Diverged seeds are left out. Skewness and kurtosis are positive and heavy-tailed, and vary "
+    "multiplicatively across seeds: with at least two seeds, all of them positive, the value is the "
+    "geometric mean over seeds and the interval a Student-t interval of the mean of their logarithms, "
+    "mapped back (so it never crosses zero). Every other column, or a skewness with a non-positive "
+    "seed, gets the arithmetic mean and a Student-t interval. With one seed the interval is that "
+    "seed's probe interval (spectral statistics) or none (training metrics, Ritz values). The column "
+    "'interval' says which: 'seeds', 'probe' or 'none'. The spread across seeds contains the probe "
+    "and Hessian-subsample noise of each seed, so the across-seed interval covers all three."
 )
 _STR = {"dataset", "model", "arch", "bn_mode", "interval"}
 _BOOL = {"synthetic", "diverged"}
@@ -116,7 +123,7 @@ def _stats_columns(prefix: str, per_probe: np.ndarray, stats: dict) -> dict:
 
 
 def cell_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma2: float,
-                 max_refine: int = 256) -> np.ndarray:
+                 max_refine: int = 256, width: float | None = None) -> np.ndarray:
     """Std-normalised smoothed density averaged over each cell of the uniform ``grid``.
 
     Values at the grid points alone miss mass when the smoothing kernel is narrower than the
@@ -129,7 +136,7 @@ def cell_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma
     while True:
         offsets = ((np.arange(refine) + 0.5) / refine - 0.5) * spacing
         _, fine = spectral_density(nodes, weights, grid=(grid[:, None] + offsets).ravel(),
-                                   sigma2=sigma2, normalize=True)
+                                   sigma2=sigma2, normalize=True, width=width)
         cells = fine.reshape(len(grid), refine).mean(axis=1)
         if abs(cells.sum() * spacing - 1) < 0.01 or refine >= max_refine:
             return cells
@@ -143,8 +150,14 @@ def read_spectrum(
     grid: np.ndarray,
     sigma2: float,
     stats: dict,
+    spacing_factor: float | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Identity, Ritz extremes, SLQ (and Hutchinson) statistics and normalised density of a run.
+
+    The density's kernel is the paper's (``sigma2``) or, with ``spacing_factor``, that many
+    times each node's spacing to its neighbours (:func:`hessdepth.density.node_spacing_width`);
+    the row's ``kernel_width`` is the kernel's s.d. (at the heaviest node, for the adaptive one)
+    in units of the spectrum's standard deviation.
 
     A spectrum whose Lanczos nodes are not finite (or whose file says ``diverged``) is
     returned with ``diverged=True``, NaN statistics and a NaN density.
@@ -158,13 +171,19 @@ def read_spectrum(
     row["diverged"] = flagged or not finite
     row.update(_nan_stats("slq"))
     row.update(_nan_stats("hutch"))
-    row["lambda_min"] = row["lambda_max"] = np.nan
+    row["lambda_min"] = row["lambda_max"] = row["kernel_width"] = np.nan
     dens = np.full(len(grid), np.nan)
     if finite:
         row["lambda_min"] = float(np.min(nodes[used]))
         row["lambda_max"] = float(np.max(nodes[used]))
         row.update(_stats_columns("slq", quadrature_moments(nodes, weights, kmax=4), stats))
-        dens = cell_density(nodes, weights, grid, sigma2)
+        width = node_spacing_width(nodes, weights, spacing_factor) if spacing_factor else None
+        dens = cell_density(nodes, weights, grid, sigma2, width=width)
+        if width is None:
+            width = np.sqrt(sigma2 * max(1.0, row["lambda_max"] - row["lambda_min"]))
+        else:  # the kernel at the heaviest node, which carries the bulk
+            width = width.ravel()[np.argmax(weights)]
+        row["kernel_width"] = float(width / row["slq_std"])
         mass = dens.sum() * (grid[1] - grid[0])
         if abs(mass - 1) > 0.05:
             log.warning("%s: only %.3f of the spectrum lies on the grid; widen grid_range",
@@ -212,7 +231,8 @@ def summarize(
     grid = common_grid(density["grid_range"], density["grid_points"])
     rows, densities = [], []
     for lz, mo, ck in zip(lanczos, moments, checkpoints):
-        spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats)
+        spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
+                                       spacing_factor=density.get("spacing_factor"))
         metrics = read_checkpoint_metrics(ck)
         _check_same_run(spectrum, lz, metrics, ck)
         if spectrum["diverged"] and not metrics["diverged"]:
@@ -232,6 +252,20 @@ def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return values.mean() - half, values.mean() + half
 
 
+def log_t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """Geometric mean of positive ``values`` and the t-interval of their mean log, mapped back."""
+    logs = np.log(values)
+    lo, hi = _t_interval(logs, confidence)
+    return float(np.exp(logs.mean())), float(np.exp(lo)), float(np.exp(hi))
+
+
+def seed_average(values: np.ndarray, confidence: float, log_scale: bool) -> tuple[float, float, float]:
+    """(value, lo, hi) over >= 2 seeds by :data:`BY_MODEL_RULE`: log scale when asked and all positive."""
+    if log_scale and (values > 0).all():
+        return log_t_interval(values, confidence)
+    return (float(values.mean()), *_t_interval(values, confidence))
+
+
 def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
     """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`."""
     groups: dict[tuple, list[dict]] = {}
@@ -243,17 +277,17 @@ def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
         agg = {k: group[0][k] for k in MODEL_IDENTITY}
         agg.update(
             diverged=not kept, n_seeds=len(kept), n_diverged=len(group) - len(kept),
-            interval="t across seeds" if len(kept) >= 2 else "probe" if kept else "none",
+            interval="seeds" if len(kept) >= 2 else "probe" if kept else "none",
         )
         for name in METRICS + RITZ + STAT_COLUMNS:
             values = np.array([r[name] for r in kept], dtype=float)
             value = lo = hi = np.nan
-            if len(values):
-                value = values.mean()
             if len(values) >= 2:
-                lo, hi = _t_interval(values, confidence)
-            elif len(values) == 1 and name in STAT_COLUMNS:
-                lo, hi = kept[0][f"{name}_lo"], kept[0][f"{name}_hi"]
+                value, lo, hi = seed_average(values, confidence, name in LOG_SCALE)
+            elif len(values) == 1:
+                value = values[0]
+                if name in STAT_COLUMNS:
+                    lo, hi = kept[0][f"{name}_lo"], kept[0][f"{name}_hi"]
             agg[name], agg[f"{name}_lo"], agg[f"{name}_hi"] = float(value), float(lo), float(hi)
         out.append({c: agg[c] for c in BY_MODEL_COLUMNS})
     return out

@@ -1,0 +1,81 @@
+"""`make evidence`, last step: one results document from the CPU preset run on both halves.
+
+Reads runs/cifar_cpu/half{0,1}/ (each a complete workflow run of config/cifar_cpu.yaml on one
+class-balanced half of the shared CIFAR-10 subset) and writes docs/evidence/cifar_cpu/: half 0's
+tables and figures, half 1's beside them in half1/, and results.md with both halves' verdicts.
+"""
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "lib"))
+import hessdepth as hd  # noqa: E402
+from hessdepth.findings import publishable_config, render_results  # noqa: E402
+from hessdepth.summary import read_csv  # noqa: E402
+
+TABLES = ("summary.csv", "summary_by_model.csv")
+
+
+def merged(base: dict, override: dict) -> dict:
+    """``base`` updated by ``override``, dicts merged key by key (as Snakemake merges config files)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def copy_run(run: Path, out: Path) -> list[Path]:
+    """The run's tables and figure PNGs into ``out``; returns the copied figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        shutil.copyfile(run / "results/cifar10" / name, out / name)
+    figures = sorted((run / "figures").glob("fig*.png"))
+    for fig in figures:
+        shutil.copyfile(fig, out / fig.name)
+    return [out / fig.name for fig in figures]
+
+
+def job_minutes(runs: list[Path]) -> tuple[float, int]:
+    seconds = [float(tsv.read_text().splitlines()[-1].split("\t")[0])
+               for run in runs for tsv in (run / "benchmarks").rglob("*.tsv")]
+    return sum(seconds) / 60, len(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs/cifar_cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/evidence/cifar_cpu")
+    parser.add_argument("--preset", type=Path, default=ROOT / "config/cifar_cpu.yaml")
+    args = parser.parse_args()
+    halves = [args.runs / "half0", args.runs / "half1"]
+    figures = copy_run(halves[0], args.out)
+    copy_run(halves[1], args.out / "half1")
+    data = halves[0] / "results/cifar10/data.h5"
+    config = merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(args.preset.read_text()))
+    config = merged(config, {"data": {"archive": hd.describe_dataset(data).split(",")[0], "half": 0}})
+    started = float((args.runs / "started").read_text())
+    minutes, jobs = job_minutes(halves)
+    wall = (f"{(time.time() - started) / 60:.1f} min wall clock for both halves, one after the other, "
+            f"from `make evidence` to this document; {minutes:.1f} min of job time summed over {jobs} jobs")
+    text = render_results(
+        read_csv(args.out / "summary.csv"),
+        read_csv(args.out / "summary_by_model.csv"),
+        figures=[p.name for p in figures],
+        config=publishable_config(config),
+        machine=hd.machine_description(),
+        wall_time=wall,
+        sources=[*TABLES, *(f"half1/{t}" for t in TABLES)],
+        data_source=hd.describe_dataset(data),
+        replications={"half 1": read_csv(args.out / "half1/summary.csv")},
+    )
+    (args.out / "results.md").write_text(text)
+    print(f"wrote {args.out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
