@@ -37,8 +37,8 @@ BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
 ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "lanczos_overhead", "train_throughput", "cpu_allocator", "gpu",
-         "paper_scale_cpu"]
-CIFAR_SUBSET = Path("/work/shared/data/cifar10-subset/cifar-10-python-subset.tar.gz")
+         "paper_scale_cpu", "evidence_power"]
+CIFAR_SUBSET = BENCH.parent.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"  # ../shared
 
 
 def parse_args(doc: str, repeats: int, extra: Callable[[argparse.ArgumentParser], None] | None = None):

@@ -8,9 +8,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-_SUBSET = "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
-# beside the checkout, or this project's workplace copy when the checkout is elsewhere (a CI clone)
-SHARED_SUBSET = next((p for p in (ROOT.parent / _SUBSET, Path("/work") / _SUBSET) if p.exists()), ROOT.parent / _SUBSET)
+SHARED_SUBSET = ROOT.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"  # ../shared beside the checkout
 SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
 
 

@@ -1,0 +1,182 @@
+"""Power study of the CPU evidence preset: where the spread of log-kurtosis and log-skewness comes from.
+
+For a simple and a ResNet net at two depths (the preset's shallowest and deepest), at the first
+checkpoint of a finished `make evidence` run (half 0), every seed's Hessian is taken on two
+disjoint class-balanced image subsamples of the preset's size, each with the preset's Hutchinson
+probes. A nested random-effects split of log(statistic) follows:
+
+    x[seed, subsample] = mu + seed effect + subsample effect + probe noise
+    probe    : bootstrap variance over the probes of one (seed, subsample), averaged
+    subsample: mean over seeds of (x[s, 0] - x[s, 1])^2 / 2, minus the probe part
+    seed     : variance over seeds of the subsample mean, minus (subsample + probe) / 2
+
+(negative estimates are set to 0). The same split is made of the paired log-ratio
+log(simple / ResNet) at each depth (same seed, same images), the quantity finding 3 is judged on.
+From the parts and the run's measured job times, the 95% half-width of a mean over seeds is
+projected for the preset and with each knob doubled, per CPU-second spent. The subsample part
+is assumed to shrink as 1/(Hessian images), the probe part as 1/probes. Lanczos steps do not
+enter: quadrature moments up to 4 are exact from 3 steps on, so steps buy density resolution only.
+"""
+from __future__ import annotations
+
+import math
+
+import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+
+import numpy as np
+import torch
+import yaml
+from scipy import stats as sps
+
+import hessdepth as hd
+from hessdepth.analysis import checkpoint_operator
+from hessdepth.moments import _stats
+
+ROOT = common.BENCH.parent
+STATS = ("skewness", "kurtosis")
+
+
+def probe_stats(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
+    """log skewness / log kurtosis of the probe-averaged moments, and their bootstrap variance."""
+    boot = values[np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))].mean(1)
+    out = {}
+    for i, name in ((2, "skewness"), (3, "kurtosis")):
+        point = _stats(*values.mean(0))[i]
+        b = np.asarray(_stats(*boot.T)[i])
+        out[name] = (math.log(point) if point > 0 else np.nan,
+                     float(np.var(np.log(b[b > 0]), ddof=1)) if point > 0 else np.nan)
+    return out
+
+
+def split(x: np.ndarray, probe_var: np.ndarray) -> dict:
+    """Variance parts of x[seed, subsample] (2 subsamples), from the probe variances beside it."""
+    probe = float(np.nanmean(probe_var))
+    sub = max(0.0, float(np.nanmean((x[:, 0] - x[:, 1]) ** 2) / 2) - probe)
+    seed = max(0.0, float(np.var(x.mean(1), ddof=1)) - (sub + probe) / 2)
+    return {"seed": seed, "subsample": sub, "probe": probe, "mean": float(np.nanmean(x))}
+
+
+def half_width(parts: dict, seeds: int, probes_ratio: float = 1.0, samples_ratio: float = 1.0) -> float:
+    var = parts["seed"] + parts["subsample"] / samples_ratio + parts["probe"] / probes_ratio
+    return float(sps.t.ppf(0.975, seeds - 1) * math.sqrt(var / seeds))
+
+
+def job_seconds(run, kind: str, model: str, seed: int, step: int | None = None) -> float:
+    name = f"{model}_seed{seed}" + (f"_step{step}" if step is not None else "")
+    lines = (run / f"benchmarks/cifar10/{kind}/{name}.tsv").read_text().splitlines()
+    return float(lines[-1].split("\t")[0])
+
+
+def main() -> None:
+    def extra(p):
+        p.add_argument("--run", default=str(ROOT / "runs/cifar_cpu/half0"), help="a finished run of the preset")
+        p.add_argument("--preset", default=str(ROOT / "config/cifar_cpu.yaml"))
+
+    args = common.parse_args(__doc__, repeats=1, extra=extra)
+    from pathlib import Path
+
+    run = Path(args.run)
+    preset = yaml.safe_load(Path(args.preset).read_text())
+    depths = [min(preset["models"]["depths"]), max(preset["models"]["depths"])]
+    seeds = preset["models"]["seeds"]
+    step = min(preset["train"]["checkpoints"])
+    samples, probes = preset["hessian"]["samples"], preset["moments"]["probes"]
+    if args.quick:
+        samples, probes = 20, 3
+    torch.set_num_threads(1)
+    data = run / "results/cifar10/data.h5"
+    x = {}  # (model, stat) -> array [seed, subsample]; v: bootstrap probe variances
+    v = {}
+    hvp_seconds = {}
+    for depth in depths:
+        for arch in ("simple", "resnet"):
+            model = hd.model_id(arch, depth)
+            for si, seed in enumerate(seeds):
+                for u in (0, 1):
+                    ckpt = run / f"results/cifar10/train/{model}/seed{seed}/step{step}.h5"
+                    op, _ = checkpoint_operator(ckpt, data, samples=samples, subset_seed=u, batch_size=samples // 2,
+                                                bn_mode="batch", dtype="float32", device="cpu", graph_cache_gb=4)
+                    res = hd.hutchinson_moments(op, probes=probes, seed=1)
+                    hvp_seconds.setdefault(model, []).append(float(np.median(res.seconds)) / 2)
+                    for stat, (value, var) in probe_stats(res.probe_values).items():
+                        x.setdefault((model, stat), np.full((len(seeds), 2), np.nan))[si, u] = value
+                        v.setdefault((model, stat), np.full((len(seeds), 2), np.nan))[si, u] = var
+                    print(f"{model} seed {seed} subsample {u}: log kurtosis {x[model, 'kurtosis'][si, u]:.3f}",
+                          flush=True)
+    parts = {}
+    for (model, stat), values in x.items():
+        parts[model, stat] = split(values, v[model, stat])
+    for depth in depths:
+        s, r = hd.model_id("simple", depth), hd.model_id("resnet", depth)
+        for stat in STATS:
+            parts[f"log(simple{depth}/resnet{depth})", stat] = split(x[s, stat] - x[r, stat], v[s, stat] + v[r, stat])
+
+    # costs per model and checkpoint, CPU-seconds (one thread), from the run's job times
+    cost = {}
+    for depth in depths:
+        for arch in ("simple", "resnet"):
+            model = hd.model_id(arch, depth)
+            train = np.median([job_seconds(run, "train", model, s) for s in seeds])
+            hessian = np.median([job_seconds(run, k, model, s, t) for k in ("lanczos", "moments")
+                                 for s in seeds for t in preset["train"]["checkpoints"]])
+            cost[model] = dict(train=float(train), hessian_per_step=float(hessian),
+                               hvp=float(np.median(hvp_seconds[model])))
+    n = len(seeds)
+    rows_parts, rows_knobs, data_out = [], [], {"parts": {}, "cost": cost}
+    for (name, stat), p in parts.items():
+        total = p["seed"] + p["subsample"] + p["probe"]
+        rows_parts.append([name, stat, f"{p['mean']:.2f}", *(f"{p[k]:.4f} ({p[k] / total:.0%})" if total else "0"
+                                                              for k in ("seed", "subsample", "probe")),
+                           f"x/÷ {math.exp(half_width(p, n)):.2f}"])
+        data_out["parts"][f"{name} {stat}"] = p
+    for depth in depths:
+        pair = f"log(simple{depth}/resnet{depth})"
+        models = [hd.model_id(a, depth) for a in ("simple", "resnet")]
+        per_seed = sum(cost[m]["train"] + 2 * cost[m]["hessian_per_step"] for m in models)
+        per_probe = sum(2 * cost[m]["hvp"] * 2 for m in models)  # 2 products, 2 checkpoints
+        hessian = sum(2 * cost[m]["hessian_per_step"] for m in models)
+        for stat in STATS:
+            p = parts[pair, stat]
+            now = half_width(p, n)
+            knobs = [
+                (f"seeds {n} -> {2 * n}", half_width(p, 2 * n), n * per_seed),
+                (f"Hutchinson probes {probes} -> {2 * probes}", half_width(p, n, probes_ratio=2), n * probes * per_probe),
+                (f"Hessian images {samples} -> {2 * samples}", half_width(p, n, samples_ratio=2), n * hessian),
+            ]
+            for label, hw, seconds in knobs:
+                gain = (now - hw) / now
+                rows_knobs.append([pair, stat, label, f"{now:.3f} -> {hw:.3f}", f"{gain:.0%}", f"{seconds:,.0f}",
+                                   f"{100 * gain / (seconds / 1000):.1f}%"])
+            need = math.inf
+            if p["mean"] and (p["seed"] + p["subsample"] + p["probe"]) > 0:
+                need = next((k for k in range(2, 1000) if half_width(p, k) < abs(p["mean"])), math.inf)
+            rows_knobs.append([pair, stat, "seeds for an interval that excludes 0 at this mean", "", "",
+                               f"{need} seeds", ""])
+    body = (
+        f"Run: `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run.name}` (config/cifar_cpu.yaml, half 0), "
+        f"step {step}; depths {depths}; seeds {seeds}; {samples} Hessian images x 2 disjoint subsamples; "
+        f"{probes} Hutchinson probes each.\n\n"
+        "### Variance of the log statistic, by source\n\n"
+        + common.table(["model", "statistic", "mean log", "seed", "image subsample", "probes",
+                        f"95% factor, {n} seeds"], rows_parts)
+        + "\n\nThe last column is the multiplicative half-width of the per-model geometric mean over "
+        f"{n} seeds (t with {n - 1} d.f.) with the preset's probes and images.\n\n"
+        "### What each knob buys for the paired log-ratio (finding 3)\n\n"
+        "Half-width of the 95% interval of the mean paired log-ratio over seeds at one depth; cost = "
+        "CPU-seconds added for the pair at both checkpoints (measured job times of the run; a doubled "
+        "Hessian sample doubles the Hessian jobs). Lanczos steps: no effect on the moments (exact from 3 "
+        "steps). Training steps: they change the quantity measured (the checkpoints move with the schedule), "
+        "not its noise.\n\n"
+        + common.table(["pair", "statistic", "knob", "half-width (log)", "shrink", "CPU-s", "shrink per 1000 CPU-s"],
+                       rows_knobs)
+        + "\n\nCosts (median CPU-s per model, one thread): "
+        + "; ".join(f"{m}: train {c['train']:.0f}, Hessian jobs {c['hessian_per_step']:.0f} per checkpoint, "
+                    f"HVP {c['hvp']:.2f}" for m, c in cost.items())
+        + ".\n"
+    )
+    common.write_results("evidence_power", "Evidence power (CPU preset)", body, data_out, args,
+                         "python bench/evidence_power.py")
+
+
+if __name__ == "__main__":
+    main()
