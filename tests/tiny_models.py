@@ -4,7 +4,9 @@ The reference Hessian is built row by row with plain double backward on a copy o
 module (no torch.func, no functional_call, BatchNorm as the module runs it: train mode for
 batch statistics, eval mode for running statistics), from the sample-weighted mean loss
 ``sum(per-sample cross-entropy) / N``. ``fd_hvp`` gives central finite differences of the
-same loss's gradient, against which the reference is itself checked.
+same loss's gradient, against which the reference is itself checked. ``exact_gauss_newton``
+builds Jᵀ H_z J the same way: J row by row by reverse mode, H_z by autograd's dense Hessian of
+the loss in the logits.
 """
 from __future__ import annotations
 
@@ -97,6 +99,13 @@ def case_hessian(name: str, bn_mode: str) -> torch.Tensor:
     return exact_hessian(model, batches, bn_mode)
 
 
+@functools.lru_cache(maxsize=None)
+def case_gauss_newton(name: str, bn_mode: str) -> torch.Tensor:
+    """The exact Gauss-Newton matrix of ``make_case(name)`` (cached per test session)."""
+    model, batches = make_case(name)
+    return exact_gauss_newton(model, batches, bn_mode)
+
+
 def fd_hvp(model: nn.Module, batches, bn_mode: str, v: torch.Tensor, h: float = 1e-5) -> torch.Tensor:
     """Central finite difference of the gradient along ``v``: (g(p + h v) - g(p - h v)) / 2h."""
     ref = _reference_copy(model, bn_mode)
@@ -112,3 +121,25 @@ def fd_hvp(model: nn.Module, batches, bn_mode: str, v: torch.Tensor, h: float = 
         return _flat_grad(ref, batches)
 
     return ((grad_at(1.0) - grad_at(-1.0)) / (2 * h)).detach()
+
+
+def exact_gauss_newton(model: nn.Module, batches, bn_mode: str) -> torch.Tensor:
+    """Dense Gauss-Newton matrix (n, n): per batch Jᵀ H_z J, J the Jacobian of the batch's
+    logits (one backward per logit), H_z the Hessian of the batch's share of the mean loss in
+    the logits (``torch.autograd.functional.hessian``)."""
+    ref = _reference_copy(model, bn_mode)
+    params = list(ref.parameters())
+    total = sum(len(y) for _, y in batches)
+    G = 0
+    for x, y in batches:
+        logits = ref(x)
+        J = torch.stack([
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+                z, params, retain_graph=True, allow_unused=True, materialize_grads=True)])
+            for z in logits.reshape(-1)
+        ])
+        H_z = torch.autograd.functional.hessian(
+            lambda z: F.cross_entropy(z, y, reduction="sum") / total, logits.detach()
+        ).reshape(logits.numel(), logits.numel())
+        G = G + J.T @ H_z @ J
+    return G.detach()

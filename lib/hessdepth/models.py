@@ -120,5 +120,17 @@ def build_model(arch: str, depth: int, width: int = 16, num_classes: int = 10) -
     return CifarResNet(depth, residual=(arch == "resnet"), width=width, num_classes=num_classes)
 
 
+def resnet_blocks() -> dict[str, tuple[str, ...]]:
+    """The natural parameter blocks of a :class:`CifarResNet` (either arch), as name -> prefixes:
+    the input conv with its BatchNorm, each of the three stages, and the classifier."""
+    return {
+        "input": ("conv1.", "bn1."),
+        "stage1": ("layer1.",),
+        "stage2": ("layer2.",),
+        "stage3": ("layer3.",),
+        "classifier": ("fc.",),
+    }
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

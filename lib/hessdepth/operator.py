@@ -206,6 +206,8 @@ class HessianOperator(LinearOperator):
     are not offered.
     """
 
+    product_name = "Hessian-vector product"  # in error messages
+
     def __init__(
         self,
         model: nn.Module,
@@ -302,7 +304,7 @@ class HessianOperator(LinearOperator):
         with self._mode():
             for parts in self._batch_products(tangents, batched):
                 out += torch.cat([t.reshape(*lead, -1) for t in parts], dim=-1)
-        return self._check_finite(out, "Hessian-vector product").to(V.device, V.dtype)
+        return self._check_finite(out, self.product_name).to(V.device, V.dtype)
 
     def _batch_products(self, tangents, batched: bool) -> Iterator[tuple[torch.Tensor, ...]]:
         """Each batch's Hessian times the tangents, by the chosen composition."""
