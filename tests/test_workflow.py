@@ -174,9 +174,10 @@ def test_download_rule_md5_mismatch(tmp_path, archive_server):
 
 
 def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
-    """config/cifar_cpu.yaml as shipped, shrunk in size only, through the results document."""
+    """config/cifar_cpu.yaml as shipped, shrunk in size only, on one half of the subset, through
+    the results document, which names the data by file name and checksum, not by its path."""
     preset = yaml.safe_load((ROOT / "config/cifar_cpu.yaml").read_text())
-    preset["data"] = {"archive": str(subset_archive), "md5": SUBSET_MD5}
+    preset["data"] = {"archive": str(subset_archive), "md5": SUBSET_MD5, "half": 1}
     preset["models"].update(depths=[8, 20], width=4)
     preset["train"].update(steps=6, checkpoints=[3, 6], log_every=3, snapshot_every=3, warmup_steps=2)
     preset["hessian"].update(samples=20, batch_size=10)
@@ -188,6 +189,9 @@ def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
                          "moments": {"step": 6}, "densities_steps": {"depth": 20, "steps": [3, 6]}, "curves": [8, 20]}
     snakemake(tmp_path, "figures/results.md", overrides=preset)
     rows = list(csv.DictReader(open(tmp_path / "results/cifar10/summary.csv")))
-    assert len(rows) == 2 * 2 * 2 * 2 and {r["seed"] for r in rows} == {"0", "1"}
+    seeds = preset["models"]["seeds"]
+    assert len(seeds) >= 3 and len(rows) == 2 * 2 * len(seeds) * 2 and {int(r["seed"]) for r in rows} == set(seeds)
     doc = (tmp_path / "figures/results.md").read_text()
     assert "Deeper simple nets train slower" in doc and "Synthetic data" not in doc
+    assert f"cifar-10-python-subset.tar.gz, md5 {SUBSET_MD5}; class-balanced half 1 of the training images (2500)" in doc
+    assert str(subset_archive.parent) not in doc and str(tmp_path) not in doc
