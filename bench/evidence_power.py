@@ -2,8 +2,8 @@
 
 For a simple and a ResNet net at two depths (the preset's shallowest and deepest), at the first
 checkpoint of a finished `make evidence` run (half 0), every seed's Hessian is taken on two
-disjoint class-balanced image subsamples of the preset's size, each with the preset's Hutchinson
-probes. A nested random-effects split of log(statistic) follows:
+independent class-balanced image subsamples of the preset's size (subset seeds 0, the run's own
+moments.h5, and 1, computed here), each with the preset's Hutchinson probes. A nested random-effects split of log(statistic) follows:
 
     x[seed, subsample] = mu + seed effect + subsample effect + probe noise
     probe    : bootstrap variance over the probes of one (seed, subsample), averaged
@@ -20,9 +20,11 @@ enter: quadrature moments up to 4 are exact from 3 steps on, so steps buy densit
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
 
+import h5py
 import numpy as np
 import torch
 import yaml
@@ -61,6 +63,15 @@ def half_width(parts: dict, seeds: int, probes_ratio: float = 1.0, samples_ratio
     return float(sps.t.ppf(0.975, seeds - 1) * math.sqrt(var / seeds))
 
 
+def run_moments_values(run, model: str, seed: int, step: int, preset: dict) -> np.ndarray | None:
+    """The run's Hutchinson probe values of one checkpoint (image subsample 0), if made as here."""
+    path = run / f"results/cifar10/hessian/{model}/seed{seed}/step{step}/moments.h5"
+    if not path.exists():
+        return None
+    with h5py.File(path, "r") as f:
+        return f["probe_values"][()] if int(f.attrs["hessian_samples"]) == preset["hessian"]["samples"] else None
+
+
 def job_seconds(run, kind: str, model: str, seed: int, step: int | None = None) -> float:
     name = f"{model}_seed{seed}" + (f"_step{step}" if step is not None else "")
     lines = (run / f"benchmarks/cifar10/{kind}/{name}.tsv").read_text().splitlines()
@@ -73,14 +84,13 @@ def main() -> None:
         p.add_argument("--preset", default=str(ROOT / "config/cifar_cpu.yaml"))
 
     args = common.parse_args(__doc__, repeats=1, extra=extra)
-    from pathlib import Path
-
     run = Path(args.run)
     preset = yaml.safe_load(Path(args.preset).read_text())
     depths = [min(preset["models"]["depths"]), max(preset["models"]["depths"])]
     seeds = preset["models"]["seeds"]
     step = min(preset["train"]["checkpoints"])
     samples, probes = preset["hessian"]["samples"], preset["moments"]["probes"]
+    preset_seed = 1  # config.yaml's moments.seed, which the preset keeps
     if args.quick:
         samples, probes = 20, 3
     torch.set_num_threads(1)
@@ -93,12 +103,15 @@ def main() -> None:
             model = hd.model_id(arch, depth)
             for si, seed in enumerate(seeds):
                 for u in (0, 1):
-                    ckpt = run / f"results/cifar10/train/{model}/seed{seed}/step{step}.h5"
-                    op, _ = checkpoint_operator(ckpt, data, samples=samples, subset_seed=u, batch_size=samples // 2,
-                                                bn_mode="batch", dtype="float32", device="cpu", graph_cache_gb=4)
-                    res = hd.hutchinson_moments(op, probes=probes, seed=1)
-                    hvp_seconds.setdefault(model, []).append(float(np.median(res.seconds)) / 2)
-                    for stat, (value, var) in probe_stats(res.probe_values).items():
+                    values = run_moments_values(run, model, seed, step, preset) if u == 0 and not args.quick else None
+                    if values is None:  # the run's own moments.h5 is subsample 0; subsample 1 is computed here
+                        ckpt = run / f"results/cifar10/train/{model}/seed{seed}/step{step}.h5"
+                        op, _ = checkpoint_operator(ckpt, data, samples=samples, subset_seed=u, batch_size=samples // 2,
+                                                    bn_mode="batch", dtype="float32", device="cpu", graph_cache_gb=4)
+                        res = hd.hutchinson_moments(op, probes=probes, seed=preset_seed)
+                        hvp_seconds.setdefault(model, []).append(float(np.median(res.seconds)) / 2)
+                        values = res.probe_values
+                    for stat, (value, var) in probe_stats(values).items():
                         x.setdefault((model, stat), np.full((len(seeds), 2), np.nan))[si, u] = value
                         v.setdefault((model, stat), np.full((len(seeds), 2), np.nan))[si, u] = var
                     print(f"{model} seed {seed} subsample {u}: log kurtosis {x[model, 'kurtosis'][si, u]:.3f}",
@@ -154,7 +167,7 @@ def main() -> None:
                                f"{need} seeds", ""])
     body = (
         f"Run: `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run.name}` (config/cifar_cpu.yaml, half 0), "
-        f"step {step}; depths {depths}; seeds {seeds}; {samples} Hessian images x 2 disjoint subsamples; "
+        f"step {step}; depths {depths}; seeds {seeds}; {samples} Hessian images x 2 independent subsamples; "
         f"{probes} Hutchinson probes each.\n\n"
         "### Variance of the log statistic, by source\n\n"
         + common.table(["model", "statistic", "mean log", "seed", "image subsample", "probes",

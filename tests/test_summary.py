@@ -9,6 +9,7 @@ from scipy import stats as sps
 import fake_results as fr
 from hessdepth import findings
 from hessdepth.h5io import OutputError
+from hessdepth.statistics import paired_comparison, seed_average
 from hessdepth.density import density
 from hessdepth.summary import (
     BY_MODEL_COLUMNS, COLUMNS, STAT_COLUMNS, aggregate_by_model, cell_density, common_grid, read_csv,
@@ -231,35 +232,41 @@ def test_estimators_that_disagree_are_reported():
     assert verdict.verdict == findings.HOLDS and "SLQ **disagrees: reversed**" in verdict.evidence
 
 
-def test_paired_log_ratio_is_the_t_test_of_log_ratios_with_power():
+def test_paired_comparison_is_the_t_test_on_its_scale_with_power():
     rng = np.random.default_rng(3)
     a, b = np.exp(rng.normal(1.0, 0.5, 9)), np.exp(rng.normal(0.0, 0.5, 9))
-    c = findings.paired_log_ratio(a, b)
+    c = paired_comparison(a, b, "log")
     d = np.log(a) - np.log(b)
     assert c.p == pytest.approx(sps.ttest_rel(np.log(a), np.log(b)).pvalue)
     assert (c.lo, c.hi) == pytest.approx(sps.t.interval(0.95, 8, loc=d.mean(), scale=sps.sem(d)))
     z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
     assert c.pairs_for_power == math.ceil((z * d.std(ddof=1) / abs(d.mean())) ** 2)
-    assert findings.paired_log_ratio([2.0], [1.0]).direction == 0  # one pair never decides
+    assert "ratio" in str(c) and paired_comparison([2.0], [1.0]).direction == 0  # one pair never decides
+    # skewness of either sign: asinh differences, close to log-ratios where both are large and positive
+    skew = paired_comparison([40.0, -60.0, 55.0], [20.0, -80.0, 30.0], "asinh")
+    assert skew.n == 3 and skew.mean == pytest.approx(np.mean(np.arcsinh([40, -60, 55]) - np.arcsinh([20, -80, 30])))
+    assert paired_comparison([40.0], [20.0], "asinh").mean == pytest.approx(np.log(2), rel=1e-3)
 
 
 def test_log_scale_intervals_cover_and_stay_positive():
     """Three seeds of a heavy-tailed kurtosis (log-normal seed spread, probe noise on top): the
     log-scale interval covers the geometric mean at its nominal rate and never crosses zero,
-    where the arithmetic t-interval of the same values crosses it in a good share of cases."""
-    from hessdepth.summary import seed_average
-
+    where the arithmetic t-interval of the same values crosses it in a good share of cases;
+    the asinh scale does the same for a skewness far from zero, of either sign."""
     rng = np.random.default_rng(7)
     truth, covered, negative_t = 50.0, 0, 0
     reps = 2000
     for _ in range(reps):
         values = truth * np.exp(rng.normal(0, 1.2, 3) + rng.normal(0, 0.3, 3))
-        value, lo, hi = seed_average(values, 0.95, log_scale=True)
+        value, lo, hi = seed_average(values, 0.95, "log")
         assert 0 < lo <= value <= hi
         covered += lo <= truth <= hi
-        negative_t += seed_average(values, 0.95, log_scale=False)[1] < 0
+        negative_t += seed_average(values, 0.95, "linear")[1] < 0
+        skew_lo, skew_hi = seed_average(-values, 0.95, "asinh")[1:]
+        assert skew_lo <= skew_hi and (skew_hi < 0 or lo < 1)  # crosses zero only with a value near it
     assert 0.93 <= covered / reps <= 0.97
     assert negative_t / reps > 0.3
+    assert seed_average([3.0, -1.0, 2.0], 0.95, "log") == seed_average([3.0, -1.0, 2.0], 0.95, "asinh")
 
 
 def test_replication_section_sets_verdicts_side_by_side():

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
 from scipy.stats import rankdata
 
-from .summary import BY_MODEL_RULE, model_label
+from .statistics import POWER, paired_comparison
+from .summary import BY_MODEL_RULE, SCALE, model_label
 
 ALPHA = 0.05
 N_PERMUTATIONS = 20000
-POWER = 0.8
 PRIMARY, CHECK = "hutch", "slq"
 ESTIMATOR_NAMES = {"hutch": "Hutchinson", "slq": "SLQ"}
 HOLDS, REVERSED, UNRESOLVED = "holds", "reversed", "not resolved at this scale"
@@ -38,11 +37,12 @@ where the two disagree.
    against depth, over the simple runs that did not diverge. *Holds* when both rise (rho > 0,
    p < ALPHA); *reversed* when both fall; otherwise *not resolved*.
 3. **Residual connections cut the tails (same depth).** Paired comparisons: for every depth and
-   seed with both architectures (same seed: same initial weights and batch order), the log-ratio
-   log(simple / ResNet) of the kurtosis and of the skewness. *Holds* when the {1 - ALPHA:.0%}
-   Student-t interval of the mean log-ratio over all depths x seeds lies above 0 for both
-   statistics; *reversed* when below 0 for both; otherwise *not resolved*. Pairs with a
-   non-positive skewness or a diverged run are left out of that statistic.
+   seed with both architectures (same seed: same initial weights and batch order), the
+   log-ratio log(simple / ResNet) of the kurtosis and the difference asinh(simple) -
+   asinh(ResNet) of the skewness (a signed log: the log-ratio wherever both are large and
+   positive, defined for either sign). *Holds* when the {1 - ALPHA:.0%} Student-t interval of
+   the mean over all depths x seeds lies above 0 for both statistics; *reversed* when below 0
+   for both; otherwise *not resolved*. Pairs with a diverged run are left out.
 4. **A ResNet about twice as deep still has lighter tails** (the paper's ResNet-92 vs simple-44).
    The same paired rule, pairing simple-d with ResNet-d' of the same seed, d' = 2d-2 or 2d+4
    (n' = 2n or 2n+1 blocks per stage), wherever both were trained.
@@ -50,14 +50,15 @@ where the two disagree.
 Spearman p-values are two-sided and come from permuting the values against depth: all
 orderings when there are at most {N_PERMUTATIONS}, else {N_PERMUTATIONS} random ones (seed 0).
 Ties (several seeds at one depth) get mean ranks; values are compared at 12 significant digits.
-A paired row gives the geometric-mean ratio simple / ResNet with its interval, the p-value of
-the t-test, and its power: the pairs needed for {POWER:.0%} power at ALPHA if the true mean
-log-ratio and its spread were the observed ones (normal approximation, two-sided).
+A paired row gives the kurtosis ratio simple / ResNet (geometric mean over pairs) or the mean
+asinh difference of the skewness, with its interval, the p-value of the paired t-test, and its
+power: the pairs needed for {POWER:.0%} power at ALPHA if the true mean difference and its spread
+were the observed ones (normal approximation, two-sided).
 """
 FINDINGS = {
     1: "Deeper simple nets train slower (train loss rises with depth more than for ResNets)",
     2: "Simple nets' Hessian spectra grow heavier tails with depth (skewness and kurtosis rise)",
-    3: "Residual connections cut the tails (simple / ResNet skewness and kurtosis > 1, same depth and seed)",
+    3: "Residual connections cut the tails (simple nets' skewness and kurtosis above the ResNet's, same depth and seed)",
     4: "A ResNet about twice as deep has lighter tails than a simple net (ResNet-(2d-2) or -(2d+4) vs simple-d)",
 }
 
@@ -167,47 +168,6 @@ def tails_verdict(rows: Sequence[dict], step: int) -> Verdict:
     return _with_check(2, step, lambda e: _tails_direction(simple, e))
 
 
-@dataclass
-class PairedComparison:
-    """Mean of paired log-ratios log(a / b) with its t-interval, p-value and power."""
-
-    n: int
-    mean: float
-    lo: float
-    hi: float
-    p: float
-    pairs_for_power: float
-
-    @property
-    def direction(self) -> int:
-        """+1 / -1 when the interval lies wholly above / below 0, else 0."""
-        return 1 if self.lo > 0 else -1 if self.hi < 0 else 0
-
-    def __str__(self) -> str:
-        if self.n < 2 or not np.isfinite(self.lo):
-            return f"n={self.n} pairs, undecidable"
-        need = "inf" if not np.isfinite(self.pairs_for_power) else f"{self.pairs_for_power:.0f}"
-        return (f"ratio {math.exp(self.mean):.3g} [{math.exp(self.lo):.3g}, {math.exp(self.hi):.3g}], "
-                f"p={self.p:.2g}, n={self.n} pairs ({need} for {POWER:.0%} power)")
-
-
-def paired_log_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 1 - ALPHA) -> PairedComparison:
-    """Paired comparison of positive values: the t-interval of mean(log a - log b), its
-    two-sided p-value, and the pairs that would give :data:`POWER` at that mean and spread."""
-    d = np.log(np.asarray(a, dtype=float)) - np.log(np.asarray(b, dtype=float))
-    n = len(d)
-    if n < 2:
-        return PairedComparison(n, float(d.mean()) if n else np.nan, np.nan, np.nan, np.nan, np.nan)
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0:
-        return PairedComparison(n, mean, mean, mean, 0.0 if mean else 1.0, float(n) if mean else np.inf)
-    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    p = float(2 * sps.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-    z = sps.norm.ppf(1 - (1 - confidence) / 2) + sps.norm.ppf(POWER)
-    need = math.ceil((z * sd / abs(mean)) ** 2) if mean else np.inf
-    return PairedComparison(n, mean, mean - half, mean + half, p, need)
-
-
 def _pairs(rows: Sequence[dict], step: int, partner) -> list[tuple[dict, dict]]:
     """(simple run, ResNet run) of the same seed, ResNet depth in ``partner(simple depth)``."""
     resnet = {(r["depth"], r["seed"]): r for r in _at(rows, step, "resnet") if not r["diverged"]}
@@ -218,9 +178,8 @@ def _pairs(rows: Sequence[dict], step: int, partner) -> list[tuple[dict, dict]]:
 def _paired_direction(pairs: Sequence[tuple[dict, dict]], estimator: str) -> tuple[str, str]:
     results = {}
     for stat in ("skewness", "kurtosis"):
-        both = [(s[f"{estimator}_{stat}"], r[f"{estimator}_{stat}"]) for s, r in pairs]
-        both = [(a, b) for a, b in both if a > 0 and b > 0]
-        results[stat] = paired_log_ratio([a for a, _ in both], [b for _, b in both])
+        both = np.array([(s[f"{estimator}_{stat}"], r[f"{estimator}_{stat}"]) for s, r in pairs]).reshape(-1, 2)
+        results[stat] = paired_comparison(both[:, 0], both[:, 1], SCALE[f"{estimator}_{stat}"], 1 - ALPHA)
     directions = frozenset(c.direction for c in results.values())
     verdict = {frozenset({1}): HOLDS, frozenset({-1}): REVERSED}.get(directions, UNRESOLVED)
     return verdict, "; ".join(f"{stat} simple/ResNet {c}" for stat, c in results.items())

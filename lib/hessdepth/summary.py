@@ -25,6 +25,7 @@ from .density import density as spectral_density
 from .density import node_spacing_width
 from .h5io import OutputError, atomic_h5, open_checked, string_array, write_attrs
 from .moments import quadrature_moments, spectral_stats
+from .statistics import seed_average
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,17 @@ BY_MODEL_COLUMNS = (
     *MODEL_IDENTITY, "diverged", "n_seeds", "n_diverged", "interval",
     *_with_interval(METRICS + RITZ + STAT_COLUMNS),
 )
-LOG_SCALE = frozenset(f"{e}_{s}" for e in ESTIMATORS for s in ("skewness", "kurtosis"))
+SCALE = {**{f"{e}_kurtosis": "log" for e in ESTIMATORS}, **{f"{e}_skewness": "asinh" for e in ESTIMATORS}}
 BY_MODEL_RULE = (
-    "Diverged seeds are left out. Skewness and kurtosis are positive and heavy-tailed, and vary "
-    "multiplicatively across seeds: with at least two seeds, all of them positive, the value is the "
-    "geometric mean over seeds and the interval a Student-t interval of the mean of their logarithms, "
-    "mapped back (so it never crosses zero). Every other column, or a skewness with a non-positive "
-    "seed, gets the arithmetic mean and a Student-t interval. With one seed the interval is that "
-    "seed's probe interval (spectral statistics) or none (training metrics, Ritz values). The column "
-    "'interval' says which: 'seeds', 'probe' or 'none'. The spread across seeds contains the probe "
-    "and Hessian-subsample noise of each seed, so the across-seed interval covers all three."
+    "Diverged seeds are left out. With at least two seeds, kurtosis (positive, heavy-tailed, "
+    "multiplicative across seeds) is the geometric mean over seeds with a Student-t interval of the "
+    "mean of the logarithms, mapped back, so it never reaches zero; skewness (heavy-tailed, of either "
+    "sign) is averaged the same way on the asinh scale (a signed log), so its interval crosses zero "
+    "only when the seeds straddle it; every other column gets the arithmetic mean and a Student-t "
+    "interval. With one seed the interval is that seed's probe interval (spectral statistics) or none "
+    "(training metrics, Ritz values). The column 'interval' says which: 'seeds', 'probe' or 'none'. "
+    "The spread across seeds contains each seed's probe and Hessian-subsample noise, so the "
+    "across-seed interval covers all three."
 )
 _STR = {"dataset", "model", "arch", "bn_mode", "interval"}
 _BOOL = {"synthetic", "diverged"}
@@ -247,25 +249,6 @@ def summarize(
     return Summary(rows, grid, np.array(densities).reshape(len(rows), len(grid)))
 
 
-def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    half = sps.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return values.mean() - half, values.mean() + half
-
-
-def log_t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
-    """Geometric mean of positive ``values`` and the t-interval of their mean log, mapped back."""
-    logs = np.log(values)
-    lo, hi = _t_interval(logs, confidence)
-    return float(np.exp(logs.mean())), float(np.exp(lo)), float(np.exp(hi))
-
-
-def seed_average(values: np.ndarray, confidence: float, log_scale: bool) -> tuple[float, float, float]:
-    """(value, lo, hi) over >= 2 seeds by :data:`BY_MODEL_RULE`: log scale when asked and all positive."""
-    if log_scale and (values > 0).all():
-        return log_t_interval(values, confidence)
-    return (float(values.mean()), *_t_interval(values, confidence))
-
-
 def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
     """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`."""
     groups: dict[tuple, list[dict]] = {}
@@ -283,7 +266,7 @@ def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
             values = np.array([r[name] for r in kept], dtype=float)
             value = lo = hi = np.nan
             if len(values) >= 2:
-                value, lo, hi = seed_average(values, confidence, name in LOG_SCALE)
+                value, lo, hi = seed_average(values, confidence, SCALE.get(name, "linear"))
             elif len(values) == 1:
                 value = values[0]
                 if name in STAT_COLUMNS:
