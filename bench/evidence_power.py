@@ -1,4 +1,4 @@
-"""Power study of the CPU evidence preset: where the spread of log-kurtosis and log-skewness comes from.
+"""Power study of the CPU evidence preset: where the spread of log-kurtosis and asinh-skewness comes from.
 
 For a simple and a ResNet net at two depths (the preset's shallowest and deepest), at the first
 checkpoint of a finished `make evidence` run (half 0), every seed's Hessian is taken on two
@@ -6,12 +6,13 @@ independent class-balanced image subsamples of the preset's size (subset seeds 0
 moments.h5, and 1, computed here), each with the preset's Hutchinson probes. A nested random-effects split of log(statistic) follows:
 
     x[seed, subsample] = mu + seed effect + subsample effect + probe noise
+    (x: log kurtosis, or asinh skewness, the scales the summary averages them on)
     probe    : bootstrap variance over the probes of one (seed, subsample), averaged
     subsample: mean over seeds of (x[s, 0] - x[s, 1])^2 / 2, minus the probe part
     seed     : variance over seeds of the subsample mean, minus (subsample + probe) / 2
 
 (negative estimates are set to 0). The same split is made of the paired log-ratio
-log(simple / ResNet) at each depth (same seed, same images), the quantity finding 3 is judged on.
+x(simple) - x(ResNet) at each depth (same seed, same images), the quantity finding 3 is judged on.
 From the parts and the run's measured job times, the 95% half-width of a mean over seeds is
 projected for the preset and with each knob doubled, per CPU-second spent. The subsample part
 is assumed to shrink as 1/(Hessian images), the probe part as 1/probes. Lanczos steps do not
@@ -33,20 +34,23 @@ from scipy import stats as sps
 import hessdepth as hd
 from hessdepth.analysis import checkpoint_operator
 from hessdepth.moments import _stats
+from hessdepth.statistics import SCALES
+from hessdepth.summary import SCALE
 
 ROOT = common.BENCH.parent
 STATS = ("skewness", "kurtosis")
 
 
 def probe_stats(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
-    """log skewness / log kurtosis of the probe-averaged moments, and their bootstrap variance."""
+    """asinh(skewness) and log(kurtosis) of the probe-averaged moments (the scales the summary
+    averages them on), and their bootstrap variance over the probes."""
     boot = values[np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))].mean(1)
     out = {}
     for i, name in ((2, "skewness"), (3, "kurtosis")):
-        point = _stats(*values.mean(0))[i]
-        b = np.asarray(_stats(*boot.T)[i])
-        out[name] = (math.log(point) if point > 0 else np.nan,
-                     float(np.var(np.log(b[b > 0]), ddof=1)) if point > 0 else np.nan)
+        forward = SCALES[SCALE[f"hutch_{name}"]][0]
+        point = forward(_stats(*values.mean(0))[i])
+        b = forward(np.asarray(_stats(*boot.T)[i]))
+        out[name] = (float(point), float(np.var(b[np.isfinite(b)], ddof=1)))
     return out
 
 
@@ -122,7 +126,7 @@ def main() -> None:
     for depth in depths:
         s, r = hd.model_id("simple", depth), hd.model_id("resnet", depth)
         for stat in STATS:
-            parts[f"log(simple{depth}/resnet{depth})", stat] = split(x[s, stat] - x[r, stat], v[s, stat] + v[r, stat])
+            parts[f"simple{depth} - resnet{depth}", stat] = split(x[s, stat] - x[r, stat], v[s, stat] + v[r, stat])
 
     # costs per model and checkpoint, CPU-seconds (one thread), from the run's job times
     cost = {}
@@ -143,7 +147,7 @@ def main() -> None:
                            f"x/÷ {math.exp(half_width(p, n)):.2f}"])
         data_out["parts"][f"{name} {stat}"] = p
     for depth in depths:
-        pair = f"log(simple{depth}/resnet{depth})"
+        pair = f"simple{depth} - resnet{depth}"
         models = [hd.model_id(a, depth) for a in ("simple", "resnet")]
         per_seed = sum(cost[m]["train"] + 2 * cost[m]["hessian_per_step"] for m in models)
         per_probe = sum(2 * cost[m]["hvp"] * 2 for m in models)  # 2 products, 2 checkpoints
@@ -170,11 +174,12 @@ def main() -> None:
         f"step {step}; depths {depths}; seeds {seeds}; {samples} Hessian images x 2 independent subsamples; "
         f"{probes} Hutchinson probes each.\n\n"
         "### Variance of the log statistic, by source\n\n"
-        + common.table(["model", "statistic", "mean log", "seed", "image subsample", "probes",
+        + common.table(["model or pair", "statistic", "mean (log / asinh)", "seed", "image subsample", "probes",
                         f"95% factor, {n} seeds"], rows_parts)
-        + "\n\nThe last column is the multiplicative half-width of the per-model geometric mean over "
-        f"{n} seeds (t with {n - 1} d.f.) with the preset's probes and images.\n\n"
-        "### What each knob buys for the paired log-ratio (finding 3)\n\n"
+        + "\n\nThe last column is exp(half-width) of the 95% interval of the mean over "
+        f"{n} seeds (t with {n - 1} d.f.) with the preset's probes and images: the multiplicative half-width "
+        "for kurtosis (and for skewness where it is large).\n\n"
+        "### What each knob buys for the paired comparison (finding 3)\n\n"
         "Half-width of the 95% interval of the mean paired log-ratio over seeds at one depth; cost = "
         "CPU-seconds added for the pair at both checkpoints (measured job times of the run; a doubled "
         "Hessian sample doubles the Hessian jobs). Lanczos steps: no effect on the moments (exact from 3 "

@@ -46,6 +46,19 @@ def job_minutes(runs: list[Path]) -> tuple[float, int]:
     return sum(seconds) / 60, len(seconds)
 
 
+def power_section() -> list[str]:
+    """The power study's tables (bench/RESULTS.md, section evidence_power), if it was run."""
+    results = ROOT / "bench/RESULTS.md"
+    text = results.read_text() if results.exists() else ""
+    begin, end = "<!-- begin evidence_power -->\n", "<!-- end evidence_power -->"
+    if begin not in text:
+        return []
+    section = text.split(begin, 1)[1].split(end, 1)[0].strip().splitlines()
+    body = [line.replace("### ", "#### ") for line in section[1:]]  # its own title becomes ours
+    return ["## Power: what it would take", "",
+            "From `bench/evidence_power.py` (copied from bench/RESULTS.md):", "", *body, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs/cifar_cpu")
@@ -73,6 +86,10 @@ def main() -> None:
         data_source=hd.describe_dataset(data),
         replications={"half 1": read_csv(args.out / "half1/summary.csv")},
     )
+    power = power_section()
+    if power:
+        text = text.replace("\n## Skewness and kurtosis of the Hessian spectrum", "\n".join(["", *power]) +
+                            "\n## Skewness and kurtosis of the Hessian spectrum", 1)
     (args.out / "results.md").write_text(text)
     print(f"wrote {args.out / 'results.md'}")
 

@@ -32,7 +32,10 @@ where the two disagree.
    paired; their gap is log(simple train loss / ResNet train loss). *Holds* when both the simple
    nets' train loss and the gap rise with depth (Spearman rho > 0 with p < ALPHA); *reversed* when
    the gap falls with depth (rho < 0, p < ALPHA); otherwise *not resolved at this scale*. A
-   diverged run counts as the worst possible loss.
+   diverged run counts as the worst possible loss. The train loss is the checkpoint's, over the
+   whole training set with eval-mode BatchNorm (running statistics); early in training the
+   running statistics of deep simple nets lag behind, and this loss can be far above the batch
+   loss SGD sees (figures 5 and 6).
 2. **Simple nets' spectra grow heavier tails.** Spearman rho of the skewness and of the kurtosis
    against depth, over the simple runs that did not diverge. *Holds* when both rise (rho > 0,
    p < ALPHA); *reversed* when both fall; otherwise *not resolved*.
