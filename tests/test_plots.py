@@ -130,3 +130,18 @@ def test_fig2_plots_seed_averaged_densities_that_integrate_to_one_and_are_not_co
     assert all(bulk <= 2 and total <= 8 for bulk, total in _plotted_peaks(smooth))
     comb = make_figure("fig2_depth_densities", files, {**PARAMS, "density": density})  # the paper's kernel
     assert any(bulk > 2 or total > 8 for bulk, total in _plotted_peaks(comb))
+
+
+def test_fig3_axes_follow_the_statistics_scales():
+    from hessdepth.plots import moments_figure
+
+    rows = []
+    for arch, sign in (("resnet", 1), ("simple", -1)):
+        for depth, k in ((8, 50.0), (14, 900.0)):
+            row = dict(arch=arch, depth=depth, step=10, diverged=False, synthetic=False)
+            for est in ("slq", "hutch"):
+                for stat, value in (("skewness", sign * k / 10), ("kurtosis", k)):
+                    row.update({f"{est}_{stat}": value, f"{est}_{stat}_lo": value * 0.9, f"{est}_{stat}_hi": value * 1.1})
+            rows.append(row)
+    skew_ax, kurt_ax = moments_figure(rows, 0.95).axes
+    assert (skew_ax.get_yscale(), kurt_ax.get_yscale()) == ("asinh", "log")

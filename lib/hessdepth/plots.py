@@ -221,9 +221,14 @@ def _mark_diverged(ax, depth: int, color: str) -> None:
 
 
 def _log_if_decades(ax, values: np.ndarray) -> None:
+    """Log axis for positive values spanning decades; asinh (a signed log) when signs differ too."""
     finite = values[np.isfinite(values)]
-    if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 10:
+    if not len(finite):
+        return
+    if (finite > 0).all() and finite.max() / finite.min() > 10:
         ax.set_yscale("log")
+    elif (finite < 0).any() and np.abs(finite).max() > 10:
+        ax.set_yscale("asinh")
 
 
 def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = "") -> Figure:
@@ -250,7 +255,8 @@ def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = ""
     fig.legend(handles=handles, loc="outside lower center", ncols=4)
     steps = ", ".join(str(s) for s in sorted({r["step"] for r in by_model}))
     _title(fig, f"Skewness and kurtosis of the Hessian spectrum vs depth, step {steps}\n"
-           f"error bars: {100 * confidence:g}% interval of the mean over seeds (one seed: over probes)",
+           f"error bars: {100 * confidence:g}% interval of the mean over seeds, on the log (kurtosis) and "
+           f"asinh (skewness) scales (one seed: over probes)",
            any(r["synthetic"] for r in by_model), suffix)
     return fig
 
