@@ -92,9 +92,7 @@ def depth_of(wildcards):
 
 
 def hessian_samples(section):
-    return config[section]["samples"] or (
-        config["data"]["synthetic"]["n_train"] if DATASET == "synthetic" else 50_000
-    )
+    return config[section]["samples"] or int(hd.training_class_counts(config).sum())
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import hessdepth as hd
@@ -106,3 +107,68 @@ def test_strings_from_snakemake_cli_are_parsed_where_the_schema_wants_no_string(
     assert coerced["data"] == {"md5": None, "archive": "/data/x.tar.gz"}
     assert coerced["hessian"] == {"bn_mode": "running"}
     hd.check_config(merged(coerced), SCHEMA)
+
+
+def test_integer_keys_refuse_floats():
+    config = merged({"train": {"steps": 20.0, "checkpoints": [10, 20]}, "lanczos": {"iterations": 8.0},
+                     "hessian": {"samples": 60.0}})
+    message = problems(config)
+    assert "train.steps must be an integer, got 20.0; write 20" in message
+    assert "lanczos.iterations must be an integer, got 8.0; write 8" in message
+    assert "hessian.samples must be an integer or null, got 60.0; write 60" in message
+    cli = hd.coerce_cli_strings({"moments": {"probes": "8.0"}}, SCHEMA)  # --config moments="{probes: 8.0}"
+    assert "moments.probes must be an integer, got 8.0" in problems(merged(cli))
+
+
+SYNTHETIC = {"dataset": "synthetic", "data": {"synthetic": {"n_train": 200}}}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ({**SYNTHETIC, "train": {"batch_size": 256}},
+     "train.batch_size: 256 is larger than the training set (200 images: data.synthetic.n_train = 200); "
+     "lower it to at most 200"),
+    ({"data": {"half": 0}, "hessian": {"samples": 30000}},
+     "hessian.samples: 30000 is more than a class-balanced subset of the training set (25000 images: "
+     "class-balanced half 0 (data.half) of CIFAR-10's 50,000) can hold; ask for at most 25000"),
+    ({"gradnorms": {"samples": 60000}}, "gradnorms.samples: 60000 is more than a class-balanced subset of the "
+                                        "training set (50000 images: CIFAR-10's 50,000) can hold"),
+    ({"gradnorms": {"samples": 55}}, "gradnorms.samples: 55 must be a multiple of the 10 classes"),
+    ({**SYNTHETIC, "data": {**SYNTHETIC["data"], "half": 1}, "gradnorms": {"samples": None, "batch_size": 1000}},
+     "gradnorms.batch_size: 1000 is larger than the images it batches, the training set (100 images: "
+     "class-balanced half 1 (data.half) of data.synthetic.n_train = 200); lower it to at most 100"),
+    ({"hessian": {"samples": 60, "batch_size": 100}},
+     "hessian.batch_size: 100 is larger than the images it batches, the 60 of hessian.samples; "
+     "lower it to at most 60"),
+], ids=["train-batch", "hessian-samples-half", "gradnorms-samples", "gradnorms-multiple", "gradnorms-batch",
+        "hessian-batch"])
+def test_sizes_the_training_set_cannot_fill(override, expected):
+    assert expected in problems(merged(override))
+
+
+def test_sizes_up_to_the_training_set_are_valid():
+    hd.check_config(merged({"data": {"half": 1}, "hessian": {"samples": 25000, "batch_size": 25000}}), SCHEMA)
+    hd.check_config(merged(SYNTHETIC, {"train": {"batch_size": 200}, "hessian": {"samples": None, "batch_size": 200},
+                                       "gradnorms": {"samples": None, "batch_size": 200}}), SCHEMA)
+
+
+def test_cuda_device_must_exist(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:0"):
+        assert f"device: '{device}' asked for, but CUDA is not available" in problems(merged({"device": device}))
+    hd.check_config(merged({"device": "auto"}), SCHEMA)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    hd.check_config(merged({"device": "cuda:1"}), SCHEMA)
+    assert "this machine has 2 CUDA device(s), cuda:0 to cuda:1" in problems(merged({"device": "cuda:2"}))
+
+
+def test_scientific_notation_from_the_cli_is_a_number():
+    # Snakemake reads --config density="{sigma2: 1e-5, ...}" with YAML's base loader: every value a string
+    cli = {"density": {"sigma2": "1e-5", "spacing_factor": "2.5E-1", "grid_range": ["-2e+1", "6e1"]}}
+    coerced = hd.coerce_cli_strings(cli, SCHEMA)
+    assert coerced["density"] == {"sigma2": 1e-5, "spacing_factor": 0.25, "grid_range": [-20.0, 60.0]}
+    hd.check_config(merged(coerced), SCHEMA)
+
+
+def test_md5_in_upper_case_is_valid():
+    hd.check_config(merged({"data": {"md5": BASE["data"]["md5"].upper()}}), SCHEMA)

@@ -36,21 +36,32 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 needs_subset = pytest.mark.skipif(not SUBSET.exists(), reason=f"real CIFAR-10 subset not at {SUBSET}")
 
 
-def write_cifar_archive(path: Path, data: CifarData, per_batch: int) -> None:
-    """The official layout: five training batches, a test batch and batches.meta, pickled."""
-    batches = {f"data_batch_{i + 1}": slice(i * per_batch, (i + 1) * per_batch) for i in range(5)}
-    with tarfile.open(path, "w:gz") as tar:
-        def add(name, obj):
-            blob = pickle.dumps(obj, protocol=2)
+def cifar_members(data: CifarData, per_batch: int) -> dict:
+    """The official layout's objects by member name: batches.meta, five training batches, test_batch."""
+    members = {"batches.meta": {"label_names": data.classes, "num_vis": 3072}}
+    for i in range(5):
+        name, part = f"data_batch_{i + 1}", slice(i * per_batch, (i + 1) * per_batch)
+        members[name] = {"data": data.train_images[part].reshape(-1, 3072), "labels": data.train_labels[part].tolist(),
+                         "batch_label": name}
+    members["test_batch"] = {"data": data.test_images.reshape(-1, 3072), "labels": data.test_labels.tolist()}
+    return members
+
+
+def write_archive(path: Path, members: dict) -> None:
+    """cifar-10-batches-py/NAME for each member: a TarInfo as is (links), bytes raw, anything else pickled."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for name, obj in members.items():
+            if isinstance(obj, tarfile.TarInfo):
+                tar.addfile(obj)
+                continue
+            blob = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=2)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
 
-        add("batches.meta", {"label_names": data.classes, "num_vis": 3072})
-        for name, part in batches.items():
-            add(name, {"data": data.train_images[part].reshape(-1, 3072), "labels": data.train_labels[part].tolist(),
-                       "batch_label": name})
-        add("test_batch", {"data": data.test_images.reshape(-1, 3072), "labels": data.test_labels.tolist()})
+
+def write_cifar_archive(path: Path, data: CifarData, per_batch: int) -> None:
+    write_archive(path, cifar_members(data, per_batch))
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +150,108 @@ def test_unpickler_refuses_code(tmp_path):
         tar.addfile(info, io.BytesIO(blob))
     with pytest.raises(DataError, match="unexpected object functools.partial"):
         read_cifar_archive(path)
+
+
+def tampered(tmp_path, small, **changes) -> Path:
+    """An archive of ``small`` (10 images per training batch) with some members replaced."""
+    members = cifar_members(small, per_batch=10)
+    for name, change in changes.items():
+        members[name] = change(members[name]) if callable(change) else change
+    path = tmp_path / "tampered.tar.gz"
+    write_archive(path, members)
+    return path
+
+
+def bad_member(name: str, problem: str) -> str:
+    """What a DataError about member ``name`` of tampered.tar.gz says, as a regex."""
+    return rf"tampered\.tar\.gz: cifar-10-batches-py/{name} {problem}.*download the archive again"
+
+
+def with_key(key, value):
+    return lambda batch: {**batch, key: value(batch[key]) if callable(value) else value}
+
+
+def test_each_batch_needs_one_label_per_image(tmp_path, small):
+    path = tampered(tmp_path, small, data_batch_2=with_key("labels", lambda y: y[:-1]),  # 9 labels for 10 images,
+                    data_batch_3=with_key("labels", lambda y: y + [0]))             # 11 for 10: 50 in all
+    with pytest.raises(DataError, match=bad_member("data_batch_2", "has 9 labels for its 10 images")):
+        read_cifar_archive(path)
+
+
+@pytest.mark.parametrize("pixels, given", [
+    (lambda x: x.astype(np.uint16) + 256, r"of dtype uint16 and shape \(10, 3072\)"),  # would wrap to x
+    (lambda x: x / 255.0, r"of dtype float64 and shape \(10, 3072\)"),                 # would become zeros
+    (lambda x: x[:, :3071], r"of dtype uint8 and shape \(10, 3071\)"),
+    (lambda x: x.reshape(10, 3, 32, 32), r"of dtype uint8 and shape \(10, 3, 32, 32\)"),
+    (lambda x: x.tobytes()[:-1], "of 30719 bytes"),
+    (lambda x: x.tolist(), "of type list"),
+], ids=["uint16", "float", "3071-columns", "4-d", "short-bytes", "list"])
+def test_pixels_must_be_uint8_rows_of_3072(tmp_path, small, pixels, given):
+    path = tampered(tmp_path, small, data_batch_4=with_key("data", pixels))
+    with pytest.raises(DataError, match=bad_member("data_batch_4", f"has data {given}; expected uint8")):
+        read_cifar_archive(path)
+
+
+def test_pixels_may_be_raw_bytes(tmp_path, small):
+    path = tampered(tmp_path, small, test_batch=with_key("data", lambda x: x.tobytes()))
+    np.testing.assert_array_equal(read_cifar_archive(path).test_images, small.test_images)
+
+
+@pytest.mark.parametrize("labels, problem", [
+    (lambda y: [10] + y[1:], r"has label 10; expected labels in \[0, 10\)"),
+    (lambda y: [-1] + y[1:], r"has label -1; expected labels in \[0, 10\)"),
+    (lambda y: [float(v) for v in y], r"has labels \[.*\]; expected a list of integers"),
+    (None, "has labels None; expected a list of integers"),
+], ids=["ten", "negative", "floats", "none"])
+def test_labels_must_be_integers_below_ten(tmp_path, small, labels, problem):
+    path = tampered(tmp_path, small, test_batch=with_key("labels", labels))
+    with pytest.raises(DataError, match=bad_member("test_batch", problem)):
+        read_cifar_archive(path)
+
+
+@pytest.mark.parametrize("names", [
+    [f"class{i}" for i in range(9)], list(range(10)), "abcdefghij", [b"\xff" * 3] * 10,
+], ids=["nine", "ints", "string", "not-utf8"])
+def test_label_names_must_be_ten_strings(tmp_path, small, names):
+    path = tampered(tmp_path, small, **{"batches.meta": {"label_names": names}})
+    with pytest.raises(DataError, match=bad_member(r"batches\.meta", "has label_names .*; expected a list of 10")):
+        read_cifar_archive(path)
+
+
+@pytest.mark.parametrize("kind, described", [(tarfile.SYMTYPE, "symbolic link"), (tarfile.LNKTYPE, "hard link")],
+                         ids=["symlink", "hardlink"])
+def test_links_are_not_batches(tmp_path, small, kind, described):
+    link = tarfile.TarInfo("cifar-10-batches-py/data_batch_5")
+    link.type, link.linkname = kind, "cifar-10-batches-py/data_batch_1"
+    path = tampered(tmp_path, small, data_batch_5=link)
+    with pytest.raises(DataError, match=bad_member("data_batch_5", f"is a {described} to .*data_batch_1, not a "
+                                                                   "regular file")):
+        read_cifar_archive(path)
+
+
+def test_oversized_member_is_refused_before_reading(tmp_path, small):
+    def padded(batch):  # a valid pickle, then 130 MB of zeros (cheap to compress)
+        return pickle.dumps(batch, protocol=2) + bytes(130_000_000)
+
+    path = tampered(tmp_path, small, data_batch_3=padded)
+    with pytest.raises(DataError, match=bad_member("data_batch_3", "declares 130,[0-9,]+ bytes, more than")):
+        read_cifar_archive(path)
+
+
+def test_pickle_declaring_a_huge_object_is_a_data_error(tmp_path, small):
+    huge_bytes = b"\x80\x04\x8e" + (2**60).to_bytes(8, "little") + b"abc"  # BINBYTES8 of 2**60 bytes
+    path = tampered(tmp_path, small, **{"batches.meta": huge_bytes})
+    with pytest.raises(DataError, match=bad_member(r"batches\.meta", "is not a readable CIFAR batch")):
+        read_cifar_archive(path)
+
+
+def test_md5_is_compared_case_insensitively(tmp_path, small, http_server):
+    root, base = http_server
+    path = root / "cifar-10-python.tar.gz"
+    write_cifar_archive(path, small, per_batch=10)
+    upper = file_md5(path).upper()
+    np.testing.assert_array_equal(read_cifar_archive(path, md5=upper).test_labels, small.test_labels)
+    assert download_cifar10(tmp_path / "dest", url=f"{base}/cifar-10-python.tar.gz", md5=upper).is_file()
 
 
 @pytest.fixture

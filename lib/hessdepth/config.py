@@ -1,9 +1,14 @@
 """Validation of the workflow configuration: every problem reported at once, before any job runs."""
 from __future__ import annotations
 
+import re
+
 import jsonschema
+import numpy as np
+import torch
 import yaml
 
+from .data import CIFAR10_TRAIN_IMAGES
 from .models import check_depth
 
 
@@ -15,13 +20,32 @@ def _where(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+# JSON Schema counts 20.0 as an integer; here an integer key takes only an int (not a float, not a bool)
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+               "null": "null", "array": "a list", "object": "a mapping"}
+
+
+def _type_problem(error: jsonschema.ValidationError) -> str:
+    wanted = _types(error.schema)
+    value = error.instance
+    fix = f"; write {int(value)}" if "integer" in wanted and isinstance(value, float) and value.is_integer() else ""
+    return f"{_where(error.path)} must be {' or '.join(_TYPE_NAMES[t] for t in wanted)}, got {value!r}{fix}"
+
+
 def _schema_problems(config: dict, schema: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema)
     problems = []
-    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+    for error in sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path))):
         if error.validator == "additionalProperties":
             allowed = ", ".join(sorted(error.schema.get("properties", {})))
             problems.append(f"{_where(error.path)}: {error.message}; allowed keys: {allowed}")
+        elif error.validator == "type":
+            problems.append(_type_problem(error))
         else:
             problems.append(f"{_where(error.path)}: {error.message}")
     return problems
@@ -78,11 +102,65 @@ def _cross_key_problems(config: dict) -> list[str]:
     lo, hi = config["density"]["grid_range"]
     if lo >= hi:
         problems.append(f"density.grid_range: lower end {lo} must be below upper end {hi}")
-    samples = config["hessian"]["samples"]
-    if samples is not None and samples % 10:
-        problems.append(f"hessian.samples: {samples} must be a multiple of the 10 classes (class-balanced subset)")
-    # dict.fromkeys keeps the first of repeated messages, in order
-    return list(dict.fromkeys(problems))
+    return problems
+
+
+def training_class_counts(config: dict) -> np.ndarray:
+    """Training images per class that the jobs see: synthetic n_train or CIFAR-10's 50,000, cut by data.half."""
+    n = config["data"]["synthetic"]["n_train"] if config["dataset"] == "synthetic" else CIFAR10_TRAIN_IMAGES
+    counts = n // 10 + (np.arange(10) < n % 10)  # both datasets spread their images evenly over 10 classes
+    half = config["data"]["half"]
+    if half is None:
+        return counts
+    return counts // 2 if half == 0 else counts - counts // 2  # as balanced_half cuts each class
+
+
+def _training_set(config: dict, n: int) -> str:
+    """The training set's size and where it comes from, for messages."""
+    synthetic = config["dataset"] == "synthetic"
+    source = f"data.synthetic.n_train = {config['data']['synthetic']['n_train']}" if synthetic else "CIFAR-10's 50,000"
+    half = config["data"]["half"]
+    return f"{n} images" + (f": {source}" if half is None else f": class-balanced half {half} (data.half) of {source}")
+
+
+def _size_problems(config: dict) -> list[str]:
+    """Batch sizes and subsets that the training set cannot fill."""
+    counts = training_class_counts(config)
+    n, subset_limit = int(counts.sum()), 10 * int(counts.min())
+    training_set = f"the training set ({_training_set(config, n)})"
+    problems = []
+    if config["train"]["batch_size"] > n:
+        problems.append(f"train.batch_size: {config['train']['batch_size']} is larger than {training_set}; "
+                        f"lower it to at most {n}")
+    for section in ("hessian", "gradnorms"):
+        samples, batch_size = config[section]["samples"], config[section]["batch_size"]
+        if samples is not None and samples % 10:
+            problems.append(f"{section}.samples: {samples} must be a multiple of the 10 classes "
+                            "(class-balanced subset)")
+        elif samples is not None and samples > subset_limit:
+            problems.append(f"{section}.samples: {samples} is more than a class-balanced subset of {training_set} "
+                            f"can hold; ask for at most {subset_limit}, or null for the whole training set")
+        elif batch_size > (samples or n):
+            batched = f"the {samples} of {section}.samples" if samples else training_set
+            problems.append(f"{section}.batch_size: {batch_size} is larger than the images it batches, {batched}; "
+                            f"lower it to at most {samples or n}")
+    return problems
+
+
+def _device_problems(config: dict) -> list[str]:
+    """``cuda`` or ``cuda:N`` asked for where this machine has no such device (``auto`` always works)."""
+    device = config["device"]
+    match = re.fullmatch(r"cuda(?::([0-9]+))?", device)
+    if not match:
+        return []
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(match[1] or 0) < count:
+        return []
+    if not count:
+        return [f"device: {device!r} asked for, but CUDA is not available on this machine; set device: auto "
+                "(CUDA where present, else the CPU) or cpu"]
+    return [f"device: {device!r} asked for, but this machine has {count} CUDA device(s), cuda:0 to "
+            f"cuda:{count - 1}; pick one of those, or auto"]
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -96,11 +174,21 @@ def _types(schema: dict) -> list[str]:
     return [types] if isinstance(types, str) else types
 
 
+class _NumberLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's floats: ``1e-5`` and ``1.0e5`` are numbers (YAML 1.1 reads them as strings)."""
+
+
+_NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789")
+)
+
+
 def coerce_cli_strings(config, schema: dict, root: dict | None = None):
     """Parse the strings Snakemake's ``--config key="{...}"`` leaves inside dicts and lists.
 
     ``--config train="{steps: 400}"`` gives ``{"steps": "400"}``; where the schema wants no
-    string, the value is read as YAML (``"400"`` -> 400, ``"null"`` -> None). Returns a new object.
+    string, the value is read as YAML (``"400"`` -> 400, ``"null"`` -> None, ``"1e-5"`` ->
+    1e-05). Returns a new object.
     """
     root = root or schema
     schema = _resolve(schema, root)
@@ -113,7 +201,7 @@ def coerce_cli_strings(config, schema: dict, root: dict | None = None):
         return config
     if "string" not in _types(schema) or (config == "null" and "null" in _types(schema)):
         try:
-            return yaml.safe_load(config)
+            return yaml.load(config, Loader=_NumberLoader)
         except yaml.YAMLError:
             return config
     return config
@@ -122,10 +210,12 @@ def coerce_cli_strings(config, schema: dict, root: dict | None = None):
 def check_config(config: dict, schema: dict) -> None:
     """Raise ConfigError listing every problem of ``config``; return None when it is valid."""
     problems = _schema_problems(config, schema)
-    try:
-        problems += _cross_key_problems(config)
-    except (KeyError, TypeError, AttributeError):
-        pass  # a key the cross-key rules read is missing or mistyped: the schema said so already
+    for check in (_cross_key_problems, _size_problems, _device_problems):
+        try:
+            problems += check(config)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            pass  # a key this check reads is missing or mistyped: the schema said so already
+    problems = list(dict.fromkeys(problems))  # the first of repeated messages, in order
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(
