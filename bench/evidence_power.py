@@ -3,7 +3,8 @@
 For a simple and a ResNet net at two depths (the preset's shallowest and deepest), at the first
 checkpoint of a finished `make evidence` run (half 0), every seed's Hessian is taken on two
 independent class-balanced image subsamples of the preset's size (subset seeds 0, the run's own
-moments.h5, and 1, computed here), each with the preset's Hutchinson probes. A nested random-effects split of log(statistic) follows:
+moments.h5, and 1, computed here with independent probes), each with the preset's number of
+Hutchinson probes. A nested random-effects split of log(statistic) follows:
 
     x[seed, subsample] = mu + seed effect + subsample effect + probe noise
     (x: log kurtosis, or asinh skewness, the scales the summary averages them on)
@@ -21,6 +22,7 @@ enter: quadrature moments up to 4 are exact from 3 steps on, so steps buy densit
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
@@ -76,10 +78,22 @@ def run_moments_values(run, model: str, seed: int, step: int, preset: dict) -> n
         return f["probe_values"][()] if int(f.attrs["hessian_samples"]) == preset["hessian"]["samples"] else None
 
 
-def job_seconds(run, kind: str, model: str, seed: int, step: int | None = None) -> float:
-    name = f"{model}_seed{seed}" + (f"_step{step}" if step is not None else "")
-    lines = (run / f"benchmarks/cifar10/{kind}/{name}.tsv").read_text().splitlines()
-    return float(lines[-1].split("\t")[0])
+def wait_for(path: Path, poll: float = 30.0) -> None:
+    """Wait for a run still in progress to write ``path`` (the study may start before it ends)."""
+    while not path.exists():
+        print(f"waiting for {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}", flush=True)
+        time.sleep(poll)
+
+
+def job_seconds(run, kind: str, model: str, seeds, steps=(None,)) -> float:
+    """Median job time (s) of the run's ``kind`` jobs for ``model`` over seeds and steps that finished."""
+    times = []
+    for seed in seeds:
+        for step in steps:
+            tsv = run / f"benchmarks/cifar10/{kind}/{model}_seed{seed}" f"{'' if step is None else f'_step{step}'}.tsv"
+            if tsv.exists():
+                times.append(float(tsv.read_text().splitlines()[-1].split("\t")[0]))
+    return float(np.median(times)) if times else float("nan")
 
 
 def main() -> None:
@@ -110,9 +124,11 @@ def main() -> None:
                     values = run_moments_values(run, model, seed, step, preset) if u == 0 and not args.quick else None
                     if values is None:  # the run's own moments.h5 is subsample 0; subsample 1 is computed here
                         ckpt = run / f"results/cifar10/train/{model}/seed{seed}/step{step}.h5"
+                        wait_for(ckpt)
                         op, _ = checkpoint_operator(ckpt, data, samples=samples, subset_seed=u, batch_size=samples // 2,
                                                     bn_mode="batch", dtype="float32", device="cpu", graph_cache_gb=4)
-                        res = hd.hutchinson_moments(op, probes=probes, seed=preset_seed)
+                        # other probes than the run's, so that probe noise is independent between subsamples
+                        res = hd.hutchinson_moments(op, probes=probes, seed=preset_seed + 1 + u)
                         hvp_seconds.setdefault(model, []).append(float(np.median(res.seconds)) / 2)
                         values = res.probe_values
                     for stat, (value, var) in probe_stats(values).items():
@@ -133,9 +149,9 @@ def main() -> None:
     for depth in depths:
         for arch in ("simple", "resnet"):
             model = hd.model_id(arch, depth)
-            train = np.median([job_seconds(run, "train", model, s) for s in seeds])
-            hessian = np.median([job_seconds(run, k, model, s, t) for k in ("lanczos", "moments")
-                                 for s in seeds for t in preset["train"]["checkpoints"]])
+            train = job_seconds(run, "train", model, seeds)
+            hessian = sum(job_seconds(run, k, model, seeds, preset["train"]["checkpoints"])
+                          for k in ("lanczos", "moments"))
             cost[model] = dict(train=float(train), hessian_per_step=float(hessian),
                                hvp=float(np.median(hvp_seconds[model])))
     n = len(seeds)
