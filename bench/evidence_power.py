@@ -100,8 +100,13 @@ def main() -> None:
     def extra(p):
         p.add_argument("--run", default=str(ROOT / "runs/cifar_cpu/half0"), help="a finished run of the preset")
         p.add_argument("--preset", default=str(ROOT / "config/cifar_cpu.yaml"))
+        p.add_argument("--render-only", action="store_true", help="rewrite the tables from bench/results/evidence_power.json")
 
     args = common.parse_args(__doc__, repeats=1, extra=extra)
+    if args.render_only:
+        stored = common.read_result("evidence_power")
+        write({k: v for k, v in stored.items() if k in ("parts", "cost", "meta")}, args)
+        return
     run = Path(args.run)
     preset = yaml.safe_load(Path(args.preset).read_text())
     depths = [min(preset["models"]["depths"]), max(preset["models"]["depths"])]
@@ -154,17 +159,23 @@ def main() -> None:
                           for k in ("lanczos", "moments"))
             cost[model] = dict(train=float(train), hessian_per_step=float(hessian),
                                hvp=float(np.median(hvp_seconds[model])))
-    n = len(seeds)
-    rows_parts, rows_knobs, data_out = [], [], {"parts": {}, "cost": cost}
+    data_out = {"parts": {f"{name}|{stat}": p for (name, stat), p in parts.items()}, "cost": cost,
+                "meta": dict(run=run.name, step=step, depths=depths, seeds=seeds, samples=samples, probes=probes)}
+    write(data_out, args)
+
+
+def render(parts: dict, cost: dict, meta: dict) -> str:
+    """The tables: variance parts per model and pair, and what each knob buys per CPU-second."""
+    n, probes, samples, depths = len(meta["seeds"]), meta["probes"], meta["samples"], meta["depths"]
+    rows_parts, rows_knobs = [], []
     for (name, stat), p in parts.items():
         total = p["seed"] + p["subsample"] + p["probe"]
         rows_parts.append([name, stat, f"{p['mean']:.2f}", *(f"{p[k]:.4f} ({p[k] / total:.0%})" if total else "0"
                                                               for k in ("seed", "subsample", "probe")),
-                           f"x/÷ {math.exp(half_width(p, n)):.2f}"])
-        data_out["parts"][f"{name} {stat}"] = p
+                           f"{half_width(p, n):.2f}"])
     for depth in depths:
         pair = f"simple{depth} - resnet{depth}"
-        models = [hd.model_id(a, depth) for a in ("simple", "resnet")]
+        models = [f"{a}{depth}" for a in ("simple", "resnet")]
         per_seed = sum(cost[m]["train"] + 2 * cost[m]["hessian_per_step"] for m in models)
         per_probe = sum(2 * cost[m]["hvp"] * 2 for m in models)  # 2 products, 2 checkpoints
         hessian = sum(2 * cost[m]["hessian_per_step"] for m in models)
@@ -183,31 +194,37 @@ def main() -> None:
             need = math.inf
             if p["mean"] and (p["seed"] + p["subsample"] + p["probe"]) > 0:
                 need = next((k for k in range(2, 1000) if half_width(p, k) < abs(p["mean"])), math.inf)
-            rows_knobs.append([pair, stat, "seeds for an interval that excludes 0 at this mean", "", "",
+            rows_knobs.append([pair, stat, "seeds for a 95% interval that excludes 0 at this mean", "", "",
                                f"{need} seeds", ""])
-    body = (
-        f"Run: `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run.name}` (config/cifar_cpu.yaml, half 0), "
-        f"step {step}; depths {depths}; seeds {seeds}; {samples} Hessian images x 2 independent subsamples; "
-        f"{probes} Hutchinson probes each.\n\n"
-        "### Variance of the log statistic, by source\n\n"
+    return (
+        f"Run: `runs/cifar_cpu/{meta['run']}` (config/cifar_cpu.yaml), step {meta['step']}; depths {depths}; "
+        f"seeds {meta['seeds']}; {samples} Hessian images x 2 independent subsamples; {probes} Hutchinson "
+        "probes each.\n\n"
+        "### Variance of log kurtosis and asinh skewness, by source\n\n"
         + common.table(["model or pair", "statistic", "mean (log / asinh)", "seed", "image subsample", "probes",
-                        f"95% factor, {n} seeds"], rows_parts)
-        + "\n\nThe last column is exp(half-width) of the 95% interval of the mean over "
-        f"{n} seeds (t with {n - 1} d.f.) with the preset's probes and images: the multiplicative half-width "
-        "for kurtosis (and for skewness where it is large).\n\n"
+                        f"95% half-width, {n} seeds"], rows_parts)
+        + "\n\nThe last column is the half-width of the 95% t-interval of the mean over "
+        f"{n} seeds ({n - 1} d.f.) with the preset's probes and images, in log (kurtosis) or asinh "
+        "(skewness) units: 0.69 is a factor of 2 either way. With three seeds each part is itself "
+        "rough (a part estimated below 0 is set to 0).\n\n"
         "### What each knob buys for the paired comparison (finding 3)\n\n"
-        "Half-width of the 95% interval of the mean paired log-ratio over seeds at one depth; cost = "
-        "CPU-seconds added for the pair at both checkpoints (measured job times of the run; a doubled "
-        "Hessian sample doubles the Hessian jobs). Lanczos steps: no effect on the moments (exact from 3 "
-        "steps). Training steps: they change the quantity measured (the checkpoints move with the schedule), "
-        "not its noise.\n\n"
-        + common.table(["pair", "statistic", "knob", "half-width (log)", "shrink", "CPU-s", "shrink per 1000 CPU-s"],
-                       rows_knobs)
-        + "\n\nCosts (median CPU-s per model, one thread): "
+        "Half-width of the 95% interval of the mean paired difference simple - ResNet over seeds at one "
+        "depth; cost = CPU-seconds added for the pair at both checkpoints (measured job times of the run; "
+        "a doubled Hessian sample doubles the Hessian jobs). Lanczos steps: no effect on the moments "
+        "(exact from 3 steps). Training steps: they change the quantity measured (the checkpoints move "
+        "with the schedule), not its noise.\n\n"
+        + common.table(["pair", "statistic", "knob", "half-width (log / asinh)", "shrink", "CPU-s",
+                        "shrink per 1000 CPU-s"], rows_knobs)
+        + "\n\nCosts (median CPU-s per model, one thread; the run shared its 2 cores with other work for part of the time, so some job times are inflated, up to about 2x): "
         + "; ".join(f"{m}: train {c['train']:.0f}, Hessian jobs {c['hessian_per_step']:.0f} per checkpoint, "
                     f"HVP {c['hvp']:.2f}" for m, c in cost.items())
         + ".\n"
     )
+
+
+def write(data_out: dict, args) -> None:
+    parts = {tuple(key.split("|")): p for key, p in data_out["parts"].items()}
+    body = render(parts, data_out["cost"], data_out["meta"])
     common.write_results("evidence_power", "Evidence power (CPU preset)", body, data_out, args,
                          "python bench/evidence_power.py")
 
