@@ -55,6 +55,8 @@ def power_section() -> list[str]:
         return []
     section = text.split(begin, 1)[1].split(end, 1)[0].strip().splitlines()
     body = [line.replace("### ", "#### ") for line in section[1:]]  # its own title becomes ours
+    while body and not body[0].strip():
+        body.pop(0)
     return ["## Power: what it would take", "",
             "From `bench/evidence_power.py` (copied from bench/RESULTS.md):", "", *body, ""]
 
@@ -85,6 +87,8 @@ def main() -> None:
         sources=[*TABLES, *(f"half1/{t}" for t in TABLES)],
         data_source=hd.describe_dataset(data),
         replications={"half 1": read_csv(args.out / "half1/summary.csv")},
+        run_name="half 0",
+        generator="scripts/evidence_doc.py (make evidence)",
     )
     power = power_section()
     if power:

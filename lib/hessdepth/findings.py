@@ -277,10 +277,11 @@ def publishable_config(config: dict) -> dict:
     return {**config, "data": data} if "data" in config else dict(config)
 
 
-def replication_section(rows: Sequence[dict], replications: dict[str, Sequence[dict]]) -> list[str]:
+def replication_section(rows: Sequence[dict], replications: dict[str, Sequence[dict]],
+                        run_name: str = "this run") -> list[str]:
     """Verdicts of this run beside those of independent reruns, and whether they agree."""
-    runs = {"this run": verdicts(rows), **{name: verdicts(r) for name, r in replications.items()}}
-    keys = [(v.finding, v.step) for v in runs["this run"]]
+    runs = {run_name: verdicts(rows), **{name: verdicts(r) for name, r in replications.items()}}
+    keys = [(v.finding, v.step) for v in runs[run_name]]
     by_run = {name: {(v.finding, v.step): v.verdict for v in vs} for name, vs in runs.items()}
     body = []
     for key in keys:
@@ -303,20 +304,22 @@ def render_results(
     sources: Sequence[str],
     data_source: str | None = None,
     replications: dict[str, Sequence[dict]] | None = None,
+    run_name: str = "this run",
+    generator: str = "scripts/results_doc.py",
 ) -> str:
     """The results document (Markdown), from the per-run and per-model tables only.
 
     ``figures`` are paths relative to the document; ``sources`` name the tables it was made from;
     ``data_source`` names the data (file name and checksum, never a machine's path);
     ``replications`` maps a name to the per-run table of an independent rerun (other images),
-    whose verdicts are set beside these ones.
+    whose verdicts are set beside these ones (``run_name``'s); ``generator`` names the script.
     """
     datasets = sorted({r["dataset"] for r in rows})
     synthetic = any(r["synthetic"] for r in rows)
     lines = [
         "# Results: the effect of network depth on the Hessian spectrum",
         "",
-        f"Generated from {', '.join(f'`{s}`' for s in sources)} by `scripts/results_doc.py`; "
+        f"Generated from {', '.join(f'`{s}`' for s in sources)} by `{generator}`; "
         "every number below comes from those tables. Do not edit by hand.",
         "",
     ]
@@ -350,7 +353,7 @@ def render_results(
                     [[v.finding, FINDINGS[v.finding], v.step, f"**{v.verdict}**", v.evidence]
                      for v in verdicts(rows)])
     if replications:
-        lines += [""] + replication_section(rows, replications)
+        lines += [""] + replication_section(rows, replications, run_name)
     lines += ["", "### How the verdicts are decided", "", RULES, ""]
     lines += ["## Skewness and kurtosis of the Hessian spectrum", "",
               "Per model over the seeds that did not diverge, by this rule: " + BY_MODEL_RULE
