@@ -227,6 +227,18 @@ def test_cross_depth_verdict_pairs_simple_d_with_resnet_about_2d():
     assert "n=16 pairs" in cross.evidence
 
 
+@pytest.mark.parametrize("growth, expected", [(1.0, findings.HOLDS), (4.0, findings.REVERSED), (3.0 ** (1 / 1.5), findings.UNRESOLVED)])
+def test_cross_depth_verdict_holds_reverses_or_stays_open(growth, expected):
+    # simple = 3x ResNet at equal depth; both grow by `growth` per 6 layers, so against a ResNet
+    # about twice as deep the simple net is heavier (no growth), lighter (fast growth), or
+    # heavier against ResNet-(2d-2) and lighter against ResNet-(2d+4) (in between: not resolved)
+    rows = paired_rows(lambda d: 3.0, depths=(8, 14, 20, 26, 32))
+    for r in rows:
+        for stat in ("hutch_kurtosis", "hutch_skewness", "slq_kurtosis", "slq_skewness"):
+            r[stat] *= growth ** ((r["depth"] - 8) / 6)
+    assert findings.cross_depth_verdict(rows, 10).verdict == expected
+
+
 def test_estimators_that_disagree_are_reported():
     verdict = findings.residual_verdict(paired_rows(lambda d: 3.0, slq_ratio=lambda d: 1 / 3), 10)
     assert verdict.verdict == findings.HOLDS and "SLQ **disagrees: reversed**" in verdict.evidence
