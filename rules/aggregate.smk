@@ -18,6 +18,7 @@ rule summary:
     params:
         density=config["density"],
         stats=config["stats"],
+        runs=runs(),
     log:
         f"logs/{DATASET}/summary.log",
     benchmark:

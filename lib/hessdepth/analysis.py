@@ -20,7 +20,7 @@ import torch
 from .data import balanced_subset, fixed_batches, load_dataset_h5
 from .device import choose_device
 from .gradnorms import per_variable_norms
-from .h5io import atomic_h5, string_array
+from .h5io import atomic_h5, check_identity, string_array
 from .lanczos import slq
 from .moments import hutchinson_moments
 from .operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
@@ -34,13 +34,15 @@ _IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "width", "seed", 
 
 
 def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, bn_mode, dtype, device,
-                        graph_cache_gb=0.0, **_unused) -> tuple[HessianOperator, dict]:
+                        graph_cache_gb=0.0, expect: dict | None = None, **_unused) -> tuple[HessianOperator, dict]:
     """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches.
 
     ``graph_cache_gb`` > 0: composition "auto" with that cache limit; 0: "double_backward".
+    ``expect``: identity attributes the checkpoint must hold (e.g. model, seed, step).
     """
     device = choose_device(device)
     model, attrs = load_checkpoint(checkpoint, device=device)
+    check_identity(checkpoint, attrs, expect)
     model = model.to(getattr(torch, dtype))
     dataset = load_dataset_h5(data)
     images, labels = dataset.train_images, dataset.train_labels
@@ -81,10 +83,11 @@ def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
 
 
 def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
-                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB) -> None:
-    """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md."""
+                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+    """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md.
+    ``expect``: identity the checkpoint must hold (model, seed, step its path stands for)."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     m, probes = settings["iterations"], settings["probes"]
     if ckpt.get("diverged"):
@@ -113,10 +116,10 @@ def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
 
 
 def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
-                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB) -> None:
+                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     probes = settings["probes"]
     store, checks = None, {}
@@ -140,10 +143,10 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
     log.info("wrote %s: (1/n)tr(H^k) = %s +- %s", out, estimate, stderr)
 
 
-def run_gradnorms(checkpoint, data, out, settings: dict) -> None:
+def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
     """Per-variable norms of the full training-set gradient (the paper's figure 1)."""
     start = time.perf_counter()
-    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", expect=expect, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     names, norms, numel = per_variable_norms(op.model, op.gradient())
     with atomic_h5(out, {**attrs, "loss": op.loss()}) as f:

@@ -23,7 +23,7 @@ from scipy import stats as sps
 
 from .density import density as spectral_density
 from .density import node_spacing_width
-from .h5io import OutputError, atomic_h5, open_checked, string_array, write_attrs
+from .h5io import OutputError, atomic_h5, check_identity, open_checked, string_array, write_attrs
 from .moments import quadrature_moments, spectral_stats
 from .statistics import seed_average
 
@@ -219,8 +219,11 @@ def summarize(
     *,
     density: dict,
     stats: dict,
+    expect: Sequence[dict] | None = None,
 ) -> Summary:
     """Build the table from three parallel lists of files (one model x seed x step each).
+
+    ``expect`` (parallel to the files): the model, seed and step each run's files must hold.
 
     ``density``: ``sigma2``, ``grid_points``, ``grid_range`` (std units); ``stats``: keyword
     arguments of :func:`hessdepth.spectral_stats` (``confidence``, ``method``, ``seed``).
@@ -232,10 +235,12 @@ def summarize(
         )
     grid = common_grid(density["grid_range"], density["grid_points"])
     rows, densities = [], []
-    for lz, mo, ck in zip(lanczos, moments, checkpoints):
+    for i, (lz, mo, ck) in enumerate(zip(lanczos, moments, checkpoints)):
         spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
                                        spacing_factor=density.get("spacing_factor"))
         metrics = read_checkpoint_metrics(ck)
+        if expect is not None:
+            check_identity(lz, spectrum, expect[i])
         _check_same_run(spectrum, lz, metrics, ck)
         if spectrum["diverged"] and not metrics["diverged"]:
             raise OutputError(
