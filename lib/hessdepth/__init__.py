@@ -36,4 +36,4 @@ from .curvature import (  # noqa: E402
 from .lanczos import SLQResult, gauss_quadrature, lanczos, probe_vector, slq  # noqa: E402
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats  # noqa: E402
 from .density import density, node_spacing_width  # noqa: E402
-from .analysis import run_gradnorms, run_lanczos, run_moments  # noqa: E402
+from .analysis import run_block_moments, run_gauss_newton, run_gradnorms, run_lanczos, run_moments  # noqa: E402

@@ -1,4 +1,5 @@
-"""The per-checkpoint analyses the workflow runs: SLQ, Hutchinson moments, gradient norms.
+"""The per-checkpoint analyses the workflow runs: SLQ, Hutchinson moments, gradient norms, and
+the Hutchinson moments of parts of the curvature (blocks, Gauss-Newton).
 
 Each ``run_*`` function reads a checkpoint and the dataset, builds the Hessian operator of the
 configured loss, computes, and writes one HDF5 file whose attributes say what it is (model,
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .curvature import GaussNewtonOperator, block
 from .data import balanced_subset, fixed_batches, load_dataset_h5
 from .device import choose_device
 from .gradnorms import per_variable_norms
-from .h5io import atomic_h5, check_identity, string_array
+from .h5io import atomic_h5, check_identity, string_array, write_attrs
 from .lanczos import slq
+from .models import resnet_blocks
 from .moments import hutchinson_moments
 from .operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
 from .probestore import ProbeStore
@@ -141,6 +144,71 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
     if store is not None:
         store.remove()
     log.info("wrote %s: (1/n)tr(H^k) = %s +- %s", out, estimate, stderr)
+
+
+def _moments_of_parts(parts: dict, store: ProbeStore, probes: int, seed: int, progress: bool) -> dict:
+    """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
+    ``seed``; operator k's probe i is saved in ``store`` as row k * P + i as it finishes."""
+    for k, op in enumerate(parts.values()):
+        todo = [i for i in range(probes) if k * probes + i not in store.rows]
+        if todo:
+            hutchinson_moments(op, probes=probes, seed=seed, indices=todo, progress=progress,
+                               callback=lambda i, row, k=k: store.save(k * probes + i, row))
+    return {name: np.stack([np.asarray(store.rows[k * probes + i]["values"]) for i in range(probes)])
+            for k, name in enumerate(parts)}
+
+
+def _run_parts(out: Path, op: HessianOperator, ckpt: dict, settings: dict, parts: dict, checks: dict,
+               progress: bool, part_attrs: dict | None = None) -> None:
+    """One HDF5 group per part A: ``probe_values`` (P, 4) = v'A^k v / n_A, ``estimate``, ``stderr``,
+    attributes ``dimension`` n_A and ``part_attrs[name]``; a diverged checkpoint gets NaNs.
+    Resumes from and then removes the job's probe store."""
+    probes, seed = settings["probes"], settings["seed"]
+    store = None
+    if ckpt.get("diverged"):
+        log.warning("model diverged: writing NaN moments marked diverged")
+        values = {name: np.full((probes, 4), np.nan) for name in parts}
+    else:
+        store = _store(out, {**settings, "parts": list(parts)}, op)
+        values = _moments_of_parts(parts, store, probes, seed, progress)
+    attrs = {**_output_attrs(op, ckpt, settings), **checks, "probes": probes, "seed_probes": seed,
+             "parts": list(parts)}
+    with atomic_h5(out, attrs) as f:
+        for name, v in values.items():
+            group = f.create_group(name)
+            group["probe_values"], group["estimate"] = v, v.mean(axis=0)
+            group["stderr"] = v.std(axis=0, ddof=1) / np.sqrt(probes)
+            write_attrs(group, {"dimension": parts[name].num_params, **(part_attrs or {}).get(name, {})})
+    if store is not None:
+        store.remove()
+    log.info("wrote %s: (1/n)tr(A^k) of %s", out,
+             "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
+
+
+def run_block_moments(checkpoint, data, out, settings: dict, progress: bool = True,
+                      graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+    """Hutchinson moments of each diagonal block of H by :func:`hessdepth.resnet_blocks` (input,
+    stages, classifier), one group per block (its ``prefixes`` in the group's attributes)."""
+    out = Path(out)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    blocks = resnet_blocks()
+    parts = {name: block(op, prefixes) for name, prefixes in blocks.items()}
+    checks = {} if ckpt.get("diverged") else _checked(op)
+    _run_parts(out, op, ckpt, settings, parts, checks, progress,
+               {name: {"prefixes": list(prefixes)} for name, prefixes in blocks.items()})
+
+
+def run_gauss_newton(checkpoint, data, out, settings: dict, progress: bool = True,
+                     graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+    """Hutchinson moments of the Hessian (group ``hessian``) and of its Gauss-Newton part
+    (``gauss_newton``) from the same probes, so that their statistics are paired."""
+    out = Path(out)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    gn = GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode)
+    checks = {}
+    if not ckpt.get("diverged"):
+        checks = {**_checked(op), **{f"gauss_newton_{k}": v for k, v in _checked(gn).items()}}
+    _run_parts(out, op, ckpt, settings, {"hessian": op, "gauss_newton": gn}, checks, progress)
 
 
 def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
