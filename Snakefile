@@ -16,6 +16,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/hessian.smk"
+include: "rules/curvature.smk"
 include: "rules/aggregate.smk"
 include: "rules/figures.smk"
 

@@ -1,4 +1,5 @@
-# Every model x seed x checkpoint in one table, and the results document generated from it.
+# Every model x seed x checkpoint in one table, and the results document generated from it
+# (and from the curvature table, when the curvature stages are on: rules/curvature.smk).
 
 
 localrules:
@@ -18,6 +19,7 @@ rule summary:
     params:
         density=config["density"],
         stats=config["stats"],
+        runs=runs(),
     log:
         f"logs/{DATASET}/summary.log",
     benchmark:
@@ -35,6 +37,7 @@ rule results_doc:
     input:
         csv=rules.summary.output.csv,
         by_model=rules.summary.output.by_model,
+        curvature=curvature_tables(),
         figures=[f"figures/{fig}.png" for fig in FIGURES],
         data=data_file(),
     output:

@@ -17,6 +17,8 @@ SEEDS = config["models"]["seeds"]
 STEPS = sorted(config["train"]["checkpoints"])
 MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["models"]["depths"]]
 USE_GPU = config["device"] != "cpu"  # ask the scheduler for a GPU unless told to run on the CPU
+CURVATURE = config["curvature"]  # optional stages: blocks of the Hessian, its Gauss-Newton part
+CURVATURE_STEPS = sorted(CURVATURE["steps"] or STEPS)
 FIGURES = [
     "fig1_gradnorms",
     "fig2_depth_densities",
@@ -25,6 +27,10 @@ FIGURES = [
     "fig5_curves",
     "fig6_curves",
 ]
+if CURVATURE["blocks"]:
+    FIGURES.append("fig7_blocks")
+if CURVATURE["gauss_newton"]:
+    FIGURES.append("fig8_gauss_newton")
 
 
 wildcard_constraints:
@@ -55,6 +61,14 @@ def moments_file(model, seed, step):
     return f"{RESULTS}/hessian/{model}/seed{seed}/step{step}/moments.h5"
 
 
+def blocks_file(model, seed, step):
+    return f"{RESULTS}/hessian/{model}/seed{seed}/step{step}/blocks.h5"
+
+
+def gauss_newton_file(model, seed, step):
+    return f"{RESULTS}/hessian/{model}/seed{seed}/step{step}/gauss_newton.h5"
+
+
 def gradnorms_file(model, seed, step):
     return f"{RESULTS}/gradnorms/{model}/seed{seed}/step{step}.h5"
 
@@ -68,9 +82,17 @@ def figure_files(figure):
     return [f"figures/{figure}.pdf", f"figures/{figure}.png"]
 
 
+def curvature_tables():
+    """The curvature table per run and per model, when a curvature stage is on."""
+    if not (CURVATURE["blocks"] or CURVATURE["gauss_newton"]):
+        return []
+    return [f"{RESULTS}/summary_curvature.csv", f"{RESULTS}/summary_curvature_by_model.csv"]
+
+
 def all_targets():
     return [
         f"{RESULTS}/summary.csv",
+        *curvature_tables(),
         "figures/results.md",
         *[f for fig in FIGURES for f in figure_files(fig)],
     ]
@@ -113,6 +135,11 @@ def hessian_params(section):
     """The settings that define a result; graph_cache_gb only changes speed, so the scripts read it from config."""
     hessian = {k: v for k, v in config["hessian"].items() if k != "graph_cache_gb"}
     return {**hessian, **config[section], "device": config["device"]}
+
+
+def curvature_params():
+    """The settings that define a curvature result; not which stages or steps are on."""
+    return {k: v for k, v in hessian_params("curvature").items() if k not in ("blocks", "gauss_newton", "steps")}
 
 
 def hvp_runtime(section, hvps_per_probe):

@@ -1,7 +1,9 @@
-# The paper's six figures, each its own target: `snakemake figures/fig3_moments.pdf` builds only
-# what that figure needs. One rule; FIGURE_INPUTS says what each figure reads.
+# The paper's six figures, and figures 7 and 8 when the curvature stages are on (at figure 3's
+# step), each its own target: `snakemake figures/fig3_moments.pdf` builds only what that figure
+# needs. One rule; FIGURE_INPUTS says what each figure reads.
 
 FIG = config["figures"]
+DEEPEST = max(config["models"]["depths"])
 
 
 FIGURE_INPUTS = {
@@ -30,11 +32,17 @@ FIGURE_INPUTS = {
     },
     "fig5_curves": lambda: {"curves": [curve_file(m, s) for m in both_archs(FIG["curves"][0]) for s in SEEDS]},
     "fig6_curves": lambda: {"curves": [curve_file(m, s) for m in both_archs(FIG["curves"][1]) for s in SEEDS]},
+    "fig7_blocks": lambda: {"blocks": [blocks_file(*run) for run in runs(steps=[FIG["moments"]["step"]])]},
+    "fig8_gauss_newton": lambda: {
+        "gauss_newton": [gauss_newton_file(*run) for run in runs(both_archs(DEEPEST), [FIG["moments"]["step"]])]
+    },
 }
 FIGURE_SETTINGS = {
     "fig1_gradnorms": FIG["gradnorms"],
     "fig5_curves": {"depth": FIG["curves"][0]},
     "fig6_curves": {"depth": FIG["curves"][1]},
+    "fig7_blocks": FIG["moments"],
+    "fig8_gauss_newton": {"depth": DEEPEST, **FIG["moments"]},
 }
 
 

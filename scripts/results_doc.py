@@ -10,6 +10,8 @@ from hessdepth.summary import read_csv
 
 hd.setup_job(snakemake.log[0])
 out = Path(snakemake.output.md)
+tables = [snakemake.input.csv, snakemake.input.by_model, *snakemake.input.curvature]
+curvature = [read_csv(p) for p in snakemake.input.curvature]  # per run, per model; none when the stages are off
 text = render_results(
     read_csv(snakemake.input.csv),
     read_csv(snakemake.input.by_model),
@@ -17,7 +19,8 @@ text = render_results(
     config=publishable_config(snakemake.params.config),
     machine=snakemake.params.machine,
     wall_time=hd.run_time_note(snakemake.input.data, snakemake.params.benchmarks),
-    sources=[os.path.relpath(p, out.parent) for p in (snakemake.input.csv, snakemake.input.by_model)],
+    sources=[os.path.relpath(p, out.parent) for p in tables],
     data_source=hd.describe_dataset(snakemake.input.data),
+    curvature=tuple(curvature) or None,
 )
 out.write_text(text)

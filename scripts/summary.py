@@ -10,6 +10,7 @@ params = snakemake.params
 summary = summarize(
     snakemake.input.lanczos, snakemake.input.moments, snakemake.input.checkpoints,
     density=params.density, stats=params.stats,
+    expect=[{"model": m, "seed": int(s), "step": int(t)} for m, s, t in params.runs],
 )
 by_model = aggregate_by_model(summary.rows, params.stats["confidence"])
 write_summary(

@@ -99,6 +99,16 @@ def test_grid_and_subset_sizes():
     assert "hessian.samples: 1234 must be a multiple of the 10 classes" in message
 
 
+def test_curvature_steps_are_checkpoints_and_hold_the_figures_step():
+    on = {"blocks": True, "gauss_newton": False}
+    message = problems(merged({"curvature": {**on, "steps": [80000, 5]}}))
+    assert "curvature.steps: step 5 is not a checkpoint" in message
+    assert "figures 7 and 8 are drawn at figures.moments.step = 10000, which is not among [5, 80000]" in message
+    hd.check_config(merged({"curvature": {**on, "steps": [10000]}}), SCHEMA)
+    hd.check_config(merged({"curvature": {"steps": [80000]}}), SCHEMA)  # stages off: no figure to draw
+    assert "curvature.probes: 1 is less than the minimum of 2" in problems(merged({"curvature": {"probes": 1}}))
+
+
 def test_strings_from_snakemake_cli_are_parsed_where_the_schema_wants_no_string():
     cli = {"train": {"steps": "100000", "augment": "false", "lr": "0.05", "lr_milestones": ["0.5"]},
            "data": {"md5": "null", "archive": "/data/x.tar.gz"}, "hessian": {"bn_mode": "running"}}

@@ -145,3 +145,46 @@ def test_fig3_axes_follow_the_statistics_scales():
             rows.append(row)
     skew_ax, kurt_ax = moments_figure(rows, 0.95).axes
     assert (skew_ax.get_yscale(), kurt_ax.get_yscale()) == ("asinh", "log")
+
+
+def part_files(tmp_path, runs, kind):
+    """blocks.h5 (kind "blocks") or gauss_newton.h5 files for runs = [(arch, depth, seed, diverged)]:
+    spectra of kurtosis about 10 but for the simple nets' stage 3 and G, whose few outliers
+    dominate (kurtosis in the hundreds)."""
+    paths = []
+    for arch, depth, seed, diverged in runs:
+        heavy = 30.0 if arch == "simple" else 1.0
+        parts = ({"input": 1.0, "stage1": 1.0, "stage2": 1.0, "stage3": heavy, "classifier": 1.0} if kind == "blocks"
+                 else {"hessian": 1.0, "gauss_newton": heavy})
+        path = tmp_path / f"{kind}_{arch}{depth}_s{seed}.h5"
+        fr.write_parts(path, fr.identity(arch, depth, seed), {p: fr.spectrum(2000, tail, seed + i) for i, (p, tail)
+                                                              in enumerate(parts.items())}, diverged=diverged)
+        paths.append(str(path))
+    return paths
+
+
+def test_fig7_block_moments_vs_depth(tmp_path):
+    runs = [(a, d, s, a == "simple" and d == 20) for a in ("resnet", "simple") for d in (8, 14, 20) for s in (0, 1)]
+    files = {"blocks": part_files(tmp_path, runs, "blocks")}
+    fig = make_figure("fig7_blocks", files, {**PARAMS, "step": 10})
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["ResNet nets, skewness", "simple nets, skewness",
+                                               "ResNet nets, kurtosis", "simple nets, kurtosis"]
+    assert axes[2].get_yscale() == "log"  # simple stage 3 kurtosis is decades above the other blocks
+    assert "classifier" in texts(fig) and "diverged" in texts(fig) and "step 10" in fig.get_suptitle()
+    check_saved(fig, tmp_path, "fig7")
+    with pytest.raises(OutputError, match="step"):
+        make_figure("fig7_blocks", files, {**PARAMS, "step": 20})
+
+
+def test_fig8_hessian_and_gauss_newton_of_the_deepest_pair(tmp_path):
+    runs = [(a, 20, s, False) for a in ("resnet", "simple") for s in (0, 1)]
+    files = {"gauss_newton": part_files(tmp_path, runs, "gauss_newton")}
+    fig = make_figure("fig8_gauss_newton", files, {**PARAMS, "depth": 20, "step": 10})
+    skew_ax, kurt_ax = fig.axes
+    assert [t.get_text() for t in kurt_ax.get_xticklabels()] == ["ResNet-20", "simple-20"]
+    assert kurt_ax.get_yscale() == "log" and kurt_ax.get_ylabel().startswith("kurtosis")
+    assert "Gauss-Newton part G" in texts(fig) and "Hessian H" in texts(fig)
+    check_saved(fig, tmp_path, "fig8")
+    with pytest.raises(OutputError, match="depth"):
+        make_figure("fig8_gauss_newton", files, {**PARAMS, "depth": 44})

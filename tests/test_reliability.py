@@ -1,5 +1,6 @@
 """Fault injection for the Hessian jobs and the files between rules: kills, stale state, bad files."""
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,16 @@ from conftest import planned_jobs, snakemake
 SETTINGS = {
     "lanczos": dict(iterations=10, probes=6, probe_kind="rademacher", seed=0, block=1),
     "moments": dict(probes=10, seed=1),
+    "blocks": dict(probes=3, seed=2),
+    "gauss_newton": dict(probes=4, seed=1),
+}
+RUNNERS = {"lanczos": hd.run_lanczos, "moments": hd.run_moments, "blocks": hd.run_block_moments,
+           "gauss_newton": hd.run_gauss_newton}
+DATASETS = {  # what a resumed job must reproduce bitwise
+    "lanczos": ["alpha", "beta", "nodes", "weights", "steps"],
+    "moments": ["probe_values"],
+    "blocks": [f"{b}/probe_values" for b in hd.resnet_blocks()],
+    "gauss_newton": ["hessian/probe_values", "gauss_newton/probe_values"],
 }
 COMMON = dict(samples=40, subset_seed=0, batch_size=20, bn_mode="batch", dtype="float64", device="cpu")
 
@@ -38,8 +49,7 @@ def checkpoint(tmp_path_factory):
 
 def run_job(kind, checkpoint, out):
     ckpt, data = checkpoint
-    runner = {"lanczos": hd.run_lanczos, "moments": hd.run_moments}[kind]
-    runner(ckpt, data, out, {**COMMON, **SETTINGS[kind]}, progress=False)
+    RUNNERS[kind](ckpt, data, out, {**COMMON, **SETTINGS[kind]}, progress=False)
 
 
 @contextlib.contextmanager
@@ -61,11 +71,12 @@ run_job(sys.argv[1], (sys.argv[2], sys.argv[3]), sys.argv[4])
 
 def job_process(kind, checkpoint, out):
     """The job in a process of its own, one CPU thread (bitwise comparisons need equal threads)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent / "lib")]), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", JOB, kind, *map(str, checkpoint), str(out)], env=env)
 
 
-@pytest.mark.parametrize("kind", ["lanczos", "moments"])
+@pytest.mark.parametrize("kind", list(RUNNERS))
 def test_killed_hessian_job_resumes_with_only_the_missing_probes(kind, checkpoint, tmp_path, caplog):
     reference = tmp_path / "reference.h5"
     assert job_process(kind, checkpoint, reference).wait() == 0
@@ -82,17 +93,35 @@ def test_killed_hessian_job_resumes_with_only_the_missing_probes(kind, checkpoin
     assert not out.exists(), "a killed job must not leave its output"
     with h5py.File(store) as f:
         done = len(f["probes"])
-    total = SETTINGS[kind]["probes"]
-    assert 1 <= done < total
+    parts = len(DATASETS[kind]) if kind in ("blocks", "gauss_newton") else 1  # the store: a row per probe and part
+    assert 1 <= done < SETTINGS[kind]["probes"] * parts
 
     with caplog.at_level("INFO", logger="hessdepth"), torch_threads(1):
         run_job(kind, checkpoint, out)
     assert f"resuming: {done} finished probe(s)" in caplog.text
     assert not store.exists()
     with h5py.File(out) as resumed, h5py.File(reference) as full:
-        names = ["probe_values"] if kind == "moments" else ["alpha", "beta", "nodes", "weights", "steps"]
-        for name in names:
+        for name in DATASETS[kind]:
             np.testing.assert_array_equal(resumed[name][()], full[name][()], err_msg=name)
+
+
+def test_curvature_jobs_write_each_part_and_pair_the_probes(checkpoint, tmp_path):
+    for kind in ("moments", "blocks", "gauss_newton"):
+        run_job(kind, checkpoint, tmp_path / f"{kind}.h5")
+    with h5py.File(tmp_path / "blocks.h5") as f:
+        assert json.loads(f.attrs["parts"]) == list(hd.resnet_blocks()) and f.attrs["seed_probes"] == 2
+        assert sum(f[b].attrs["dimension"] for b in hd.resnet_blocks()) == f.attrs["n_params"]
+        assert json.loads(f["stage3"].attrs["prefixes"]) == ["layer3."]
+        assert f["stage3/probe_values"].shape == (3, 4) and (f["stage3/estimate"][1::2] > 0).all()
+    with h5py.File(tmp_path / "gauss_newton.h5") as f, h5py.File(tmp_path / "moments.h5") as m:
+        assert f.attrs["model"] == "simple8" and f.attrs["bn_mode"] == "batch" and f.attrs["dtype"] == "float64"
+        assert f.attrs["gauss_newton_symmetry_error"] < 1e-10
+        # the Hessian on the same probes as the moments job (same seed): the same numbers
+        np.testing.assert_allclose(f["hessian/probe_values"][()], m["probe_values"][:4], rtol=1e-10)
+        G = f["gauss_newton/probe_values"][()]
+        assert (G > 0).all()  # v'Gv, |Gv|^2, ... of a positive semi-definite G
+        assert not np.allclose(G, f["hessian/probe_values"][()], rtol=1e-2)  # nonlinear logits: G is not H
+    assert not list(tmp_path.glob(".*probes*"))
 
 
 def test_probe_store_of_other_settings_is_discarded(checkpoint, tmp_path, caplog):

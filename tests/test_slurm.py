@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests/cluster"
 R = "results/synthetic"
-COMPUTE_JOBS = {"prepare_data": 1, "train": 4, "lanczos": 8, "moments": 8, "gradnorms": 2}
+COMPUTE_JOBS = {"prepare_data": 1, "train": 4, "lanczos": 8, "moments": 8, "gradnorms": 2,
+                "block_moments": 4, "gauss_newton": 4}  # config/test.yaml: the curvature stages at step 10
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
 FIGURES = ["fig1_gradnorms", "fig2_depth_densities", "fig3_moments", "fig4_densities_steps",
            "fig5_curves", "fig6_curves"]

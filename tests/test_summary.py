@@ -1,5 +1,6 @@
 """Summary table, per-model aggregation, verdicts and the results document."""
 import math
+import re
 
 import h5py
 import numpy as np
@@ -12,8 +13,9 @@ from hessdepth.h5io import OutputError
 from hessdepth.statistics import paired_comparison, seed_average
 from hessdepth.density import density
 from hessdepth.summary import (
-    BY_MODEL_COLUMNS, COLUMNS, STAT_COLUMNS, aggregate_by_model, cell_density, common_grid, read_csv,
-    summarize, write_summary,
+    BY_MODEL_COLUMNS, COLUMNS, CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, CURVATURE_STAT_COLUMNS, GN_COLUMNS,
+    STAT_COLUMNS, aggregate_by_model, aggregate_curvature, cell_density, common_grid, read_csv, summarize,
+    summarize_curvature, write_csv, write_summary,
 )
 
 DENSITY = {"sigma2": 1e-5, "grid_points": 4001, "grid_range": [-20, 60]}
@@ -303,3 +305,118 @@ def test_results_document_from_tables(tmp_path):
     assert text.count("**not resolved at this scale**") == 4
     assert "Kurtosis is not excess" in text and findings.BY_MODEL_RULE in text
     assert "| 14 |" in text and "ResNet-14" in text and findings.RULES in text
+
+
+# --- the curvature table: blocks of the Hessian and its Gauss-Newton part ----------------------
+BLOCK_TAILS = {"input": 1.0, "stage1": 2.0, "stage2": 3.0, "stage3": 6.0, "classifier": 0.5}
+
+
+def curvature_files(tmp_path, runs, n=120):
+    """blocks.h5 and gauss_newton.h5 for runs = [(arch, depth, seed, scale, diverged)]: block b has
+    tail BLOCK_TAILS[b] x scale, H tail 4 x scale and G tail 8 x scale."""
+    blocks, gauss_newton = [], []
+    for arch, depth, seed, scale, diverged in runs:
+        ident = fr.identity(arch, depth, seed)
+        d = tmp_path / f"{arch}{depth}_s{seed}"
+        d.mkdir()
+        fr.write_parts(d / "blocks.h5", ident, {b: fr.spectrum(n, t * scale, i) for i, (b, t) in
+                                                enumerate(BLOCK_TAILS.items())}, diverged=diverged)
+        fr.write_parts(d / "gauss_newton.h5", ident, {"hessian": fr.spectrum(n, 4 * scale, 7),
+                                                      "gauss_newton": np.abs(fr.spectrum(n, 8 * scale, 8))},
+                       diverged=diverged)
+        blocks.append(str(d / "blocks.h5"))
+        gauss_newton.append(str(d / "gauss_newton.h5"))
+    return blocks, gauss_newton
+
+
+def test_curvature_table_recovers_each_parts_moments(tmp_path):
+    blocks, gauss_newton = curvature_files(tmp_path, [("resnet", 8, 0, 1.0, False), ("simple", 8, 0, 3.0, True)])
+    rows = summarize_curvature(blocks, gauss_newton, stats=STATS)
+    assert [list(r) for r in rows] == [list(CURVATURE_COLUMNS)] * 2
+    ok, diverged = rows
+    for i, (block, tail) in enumerate(BLOCK_TAILS.items()):
+        truth = fr.true_stats(fr.spectrum(120, tail, i))
+        for stat in ("skewness", "kurtosis"):
+            assert ok[f"block_{block}_{stat}"] == pytest.approx(truth[stat], rel=1e-9)
+            assert ok[f"block_{block}_{stat}_lo"] <= ok[f"block_{block}_{stat}"] <= ok[f"block_{block}_{stat}_hi"]
+    assert ok["gauss_newton_kurtosis"] == pytest.approx(fr.true_stats(np.abs(fr.spectrum(120, 8, 8)))["kurtosis"])
+    assert ok["hessian_kurtosis"] == pytest.approx(fr.true_stats(fr.spectrum(120, 4, 7))["kurtosis"])
+    assert not ok["diverged"] and diverged["diverged"]
+    assert all(math.isnan(diverged[c]) for c in CURVATURE_STAT_COLUMNS)
+    only_blocks = summarize_curvature(blocks, stats=STATS)  # the Gauss-Newton stage off: its columns NaN
+    assert only_blocks[0]["block_stage3_kurtosis"] == ok["block_stage3_kurtosis"]
+    assert all(math.isnan(only_blocks[0][c]) for c in GN_COLUMNS)
+    with pytest.raises(OutputError, match="not the same run"):
+        summarize_curvature(blocks, gauss_newton[::-1], stats=STATS)
+    with pytest.raises(ValueError, match="equally many"):
+        summarize_curvature(blocks, gauss_newton[:1], stats=STATS)
+
+
+def test_curvature_table_per_model_and_csv(tmp_path):
+    blocks, gauss_newton = curvature_files(tmp_path, [("simple", 8, s, 1.0 + s, False) for s in range(2)])
+    rows = summarize_curvature(blocks, gauss_newton, stats=STATS)
+    (agg,) = aggregate_curvature(rows, 0.95)
+    assert list(agg) == list(CURVATURE_BY_MODEL_COLUMNS) and agg["interval"] == "seeds"
+    kurtosis = [r["block_stage3_kurtosis"] for r in rows]
+    assert agg["block_stage3_kurtosis"] == pytest.approx(np.sqrt(kurtosis[0] * kurtosis[1]))  # geometric mean
+    write_csv(tmp_path / "c.csv", rows, CURVATURE_COLUMNS)
+    assert read_csv(tmp_path / "c.csv") == rows
+
+
+def curvature_rows(g_ratio, h_ratio, seeds=range(4), depths=(8, 14, 20), noise=0.1, seed=0):
+    """Per-run curvature rows where simple / ResNet kurtosis of G is ``g_ratio``, of H ``h_ratio``
+    (log-normal noise), and stage 3 has the largest block kurtosis."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for depth in depths:
+        for s in seeds:
+            for arch in ("resnet", "simple"):
+                row = dict.fromkeys(CURVATURE_COLUMNS, np.nan)
+                row.update(arch=arch, depth=depth, seed=s, step=10, model=f"{arch}{depth}", diverged=False)
+                for block, tail in BLOCK_TAILS.items():
+                    row[f"block_{block}_kurtosis"] = 3 + tail * np.exp(noise * rng.normal())
+                for part, ratio in (("gauss_newton", g_ratio), ("hessian", h_ratio)):
+                    row[f"{part}_kurtosis"] = 20 * (ratio if arch == "simple" else 1) * np.exp(noise * rng.normal())
+                rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("g_ratio, h_ratio, expected", [
+    (4.0, 2.0, "yes, G more than H"),
+    (2.0, 4.0, "yes, G less than H"),
+    (1 / 3, 2.0, "no (reversed)"),
+    (1.0, 2.0, findings.UNRESOLVED),
+])
+def test_gauss_newton_answer_from_paired_ratios(g_ratio, h_ratio, expected):
+    answer, evidence = findings.gauss_newton_answer(curvature_rows(g_ratio, h_ratio), 10)
+    assert answer == expected
+    g, h = (float(x) for x in re.findall(r"of [GH]: ratio ([\d.]+)", evidence))
+    assert (g, h) == pytest.approx((g_ratio, h_ratio), rel=0.2) and evidence.count("n=12 pairs") == 3
+
+
+def test_heaviest_block_and_part_ratios():
+    rows = curvature_rows(4.0, 2.0)
+    assert {findings.heaviest_block(r) for r in rows} == {"stage3"}
+    assert findings.heaviest_block({**rows[0], "diverged": True}) is None
+    ratios = findings.part_ratios(rows, 10)
+    assert list(ratios) == [f"block_{b}" for b in BLOCK_TAILS] + ["hessian", "gauss_newton"]
+    assert math.exp(ratios["gauss_newton"].mean) == pytest.approx(4.0, rel=0.1)
+    assert ratios["block_stage3"].direction == 0  # the blocks do not differ by architecture here
+
+
+def test_results_document_with_and_without_the_curvature_section(tmp_path):
+    files = make_runs(tmp_path, [(a, 8, 0, 2.0, 0.5, False) for a in ("resnet", "simple")])
+    summary = summarize(**files, density=DENSITY, stats=STATS)
+    rows = curvature_rows(4.0, 2.0)
+    common = dict(figures=[], config={}, machine="m", wall_time=None, sources=["summary.csv"])
+    by_model = aggregate_by_model(summary.rows, 0.95)
+    plain = findings.render_results(summary.rows, by_model, **common)
+    assert "Where the outliers live" not in plain
+    text = findings.render_results(summary.rows, by_model, **common,
+                                   curvature=(rows, aggregate_curvature(rows, 0.95)))
+    assert text.startswith(plain[: plain.index("## Training loss")])  # the rest of the document is unchanged
+    assert findings.CURVATURE_RULES in text and "### Step 10: kurtosis of each block" in text
+    assert "| simple-20 |" in text and text.count("| stage3 |\n") == 6  # heaviest block of every model
+    assert "ResNets: stage3 in 3 of 3 models; simple nets: stage3 in 3 of 3 models" in text
+    assert "**Is it the Gauss-Newton part that skip connections damp?** **yes, G more than H**" in text
+    assert "| G (Gauss-Newton) | ratio 3.7 [3.29, 4.16]" in text

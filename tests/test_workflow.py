@@ -1,6 +1,7 @@
 """The real snakemake CLI on config/test.yaml in temporary directories: every rule, every figure."""
 import csv
 import functools
+import json
 import http.server
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SUBSET_MD5, planned_jobs, snakemake
+from hessdepth.summary import CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, CURVATURE_STAT_COLUMNS
 
 pytestmark = pytest.mark.workflow
 R = "results/synthetic"
@@ -113,6 +115,60 @@ def test_speed_only_setting_reruns_no_computation(full_run):
     assert set(jobs) - {"all"} == {"results_doc"}  # the document quotes the whole config
 
 
+def test_curvature_stages_at_their_steps(full_run):
+    """config/test.yaml turns both curvature stages on at step 10 only, with 3 probes."""
+    for model in MODELS:
+        base = full_run / f"{R}/hessian/{model}/seed0"
+        assert not (base / "step20/blocks.h5").exists() and not (base / "step20/gauss_newton.h5").exists()
+        with h5py.File(base / "step10/blocks.h5") as f:
+            blocks = json.loads(f.attrs["parts"])
+            assert blocks == ["input", "stage1", "stage2", "stage3", "classifier"]
+            assert sum(f[b].attrs["dimension"] for b in blocks) == f.attrs["n_params"]
+            assert f.attrs["model"] == model and f.attrs["step"] == 10 and f.attrs["seed_probes"] == 2
+            for b in blocks:
+                assert f[f"{b}/probe_values"].shape == (3, 4) and (f[f"{b}/estimate"][()][1::2] > 0).all()
+        with h5py.File(base / "step10/gauss_newton.h5") as f:
+            assert json.loads(f.attrs["parts"]) == ["hessian", "gauss_newton"] and f.attrs["bn_mode"] == "batch"
+            assert (f["gauss_newton/probe_values"][()] > 0).all()  # G is positive semi-definite
+        assert not list(base.glob("step10/.*probes*"))
+    rows = list(csv.DictReader(open(full_run / f"{R}/summary_curvature.csv")))
+    assert list(rows[0]) == list(CURVATURE_COLUMNS)
+    assert sorted((r["model"], int(r["step"])) for r in rows) == sorted((m, 10) for m in MODELS)
+    for row in rows:
+        for column in CURVATURE_STAT_COLUMNS:
+            value = float(row[column])
+            assert np.isfinite(value) and (value >= 1 if column.endswith("kurtosis") else True), column
+    by_model = list(csv.DictReader(open(full_run / f"{R}/summary_curvature_by_model.csv")))
+    assert list(by_model[0]) == list(CURVATURE_BY_MODEL_COLUMNS) and len(by_model) == 4
+    for fig in ("fig7_blocks", "fig8_gauss_newton"):
+        assert (full_run / f"figures/{fig}.png").stat().st_size > 5000
+        assert (full_run / f"figures/{fig}.pdf").read_bytes()[:4] == b"%PDF"
+    doc = (full_run / "figures/results.md").read_text()
+    assert "## Where the outliers live" in doc and "heaviest block" in doc and "fig8_gauss_newton.png" in doc
+    assert "Is it the Gauss-Newton part that skip connections damp?" in doc
+    logs = {p.parent.name for p in (full_run / "logs").rglob("*.log")}
+    assert {"block_moments", "gauss_newton"} <= logs
+
+
+def test_curvature_setting_reruns_curvature_only(full_run):
+    jobs = planned_jobs(full_run, overrides={"curvature": {"probes": 4}})
+    assert set(jobs) - {"all"} == {"block_moments", "gauss_newton", "curvature_summary", "figure", "results_doc"}
+    assert jobs["block_moments"] == jobs["gauss_newton"] == 4 and jobs["figure"] == 2
+    # turning one stage off recomputes nothing: the table and the document drop its part
+    jobs = planned_jobs(full_run, overrides={"curvature": {"gauss_newton": False}})
+    assert set(jobs) - {"all"} == {"curvature_summary", "results_doc"}
+
+
+def test_curvature_stages_off_leave_the_rest_of_the_dag(tmp_path):
+    on = planned_jobs(tmp_path)
+    off = planned_jobs(tmp_path, overrides={"curvature": {"blocks": False, "gauss_newton": False}})
+    assert {k: v for k, v in on.items() if k not in ("block_moments", "gauss_newton", "curvature_summary")} \
+        == {**off, "figure": 8}
+    assert off["figure"] == 6 and not {"block_moments", "gauss_newton", "curvature_summary"} & set(off)
+    every_step = planned_jobs(tmp_path, overrides={"curvature": {"steps": None}})
+    assert every_step["block_moments"] == every_step["gauss_newton"] == 8
+
+
 def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint")
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
@@ -184,6 +240,7 @@ def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
     preset["lanczos"].update(iterations=4)
     preset["moments"].update(probes=3)
     preset["gradnorms"].update(samples=20, batch_size=20)
+    preset["curvature"] = {"blocks": False, "gauss_newton": False}  # as in config.yaml (test.yaml turns them on)
     preset["figures"] = {"gradnorms": {"depth": 20, "step": 3},
                          "depth_densities": {"arch": "simple", "depths": [8, 20], "step": 6},
                          "moments": {"step": 6}, "densities_steps": {"depth": 20, "steps": [3, 6]}, "curves": [8, 20]}

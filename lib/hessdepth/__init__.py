@@ -3,7 +3,7 @@ __version__ = "0.1.0"
 
 from .models import build_model, count_params, model_id, parse_model_id, resnet_blocks  # noqa: E402
 from .config import ConfigError, check_config, coerce_cli_strings, training_class_counts  # noqa: E402
-from .jobs import machine_description, run_time_note, setup_job  # noqa: E402
+from .jobs import machine_description, run_identity, run_time_note, setup_job  # noqa: E402
 from .probestore import ProbeStore  # noqa: E402
 from .data import (  # noqa: E402
     CifarData,
@@ -36,4 +36,4 @@ from .curvature import (  # noqa: E402
 from .lanczos import SLQResult, gauss_quadrature, lanczos, probe_vector, slq  # noqa: E402
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats  # noqa: E402
 from .density import density, node_spacing_width  # noqa: E402
-from .analysis import run_gradnorms, run_lanczos, run_moments  # noqa: E402
+from .analysis import run_block_moments, run_gauss_newton, run_gradnorms, run_lanczos, run_moments  # noqa: E402

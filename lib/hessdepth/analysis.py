@@ -1,4 +1,5 @@
-"""The per-checkpoint analyses the workflow runs: SLQ, Hutchinson moments, gradient norms.
+"""The per-checkpoint analyses the workflow runs: SLQ, Hutchinson moments, gradient norms, and
+the Hutchinson moments of parts of the curvature (blocks, Gauss-Newton).
 
 Each ``run_*`` function reads a checkpoint and the dataset, builds the Hessian operator of the
 configured loss, computes, and writes one HDF5 file whose attributes say what it is (model,
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .curvature import GaussNewtonOperator, block
 from .data import balanced_subset, fixed_batches, load_dataset_h5
 from .device import choose_device
 from .gradnorms import per_variable_norms
-from .h5io import atomic_h5, string_array
+from .h5io import atomic_h5, check_identity, string_array, write_attrs
 from .lanczos import slq
+from .models import resnet_blocks
 from .moments import hutchinson_moments
 from .operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
 from .probestore import ProbeStore
@@ -34,13 +37,15 @@ _IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "width", "seed", 
 
 
 def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, bn_mode, dtype, device,
-                        graph_cache_gb=0.0, **_unused) -> tuple[HessianOperator, dict]:
+                        graph_cache_gb=0.0, expect: dict | None = None, **_unused) -> tuple[HessianOperator, dict]:
     """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches.
 
     ``graph_cache_gb`` > 0: composition "auto" with that cache limit; 0: "double_backward".
+    ``expect``: identity attributes the checkpoint must hold (e.g. model, seed, step).
     """
     device = choose_device(device)
     model, attrs = load_checkpoint(checkpoint, device=device)
+    check_identity(checkpoint, attrs, expect)
     model = model.to(getattr(torch, dtype))
     dataset = load_dataset_h5(data)
     images, labels = dataset.train_images, dataset.train_labels
@@ -81,10 +86,11 @@ def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
 
 
 def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
-                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB) -> None:
-    """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md."""
+                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+    """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md.
+    ``expect``: identity the checkpoint must hold (model, seed, step its path stands for)."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     m, probes = settings["iterations"], settings["probes"]
     if ckpt.get("diverged"):
@@ -113,10 +119,10 @@ def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
 
 
 def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
-                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB) -> None:
+                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     probes = settings["probes"]
     store, checks = None, {}
@@ -140,10 +146,75 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
     log.info("wrote %s: (1/n)tr(H^k) = %s +- %s", out, estimate, stderr)
 
 
-def run_gradnorms(checkpoint, data, out, settings: dict) -> None:
+def _moments_of_parts(parts: dict, store: ProbeStore, probes: int, seed: int, progress: bool) -> dict:
+    """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
+    ``seed``; operator k's probe i is saved in ``store`` as row k * P + i as it finishes."""
+    for k, op in enumerate(parts.values()):
+        todo = [i for i in range(probes) if k * probes + i not in store.rows]
+        if todo:
+            hutchinson_moments(op, probes=probes, seed=seed, indices=todo, progress=progress,
+                               callback=lambda i, row, k=k: store.save(k * probes + i, row))
+    return {name: np.stack([np.asarray(store.rows[k * probes + i]["values"]) for i in range(probes)])
+            for k, name in enumerate(parts)}
+
+
+def _run_parts(out: Path, op: HessianOperator, ckpt: dict, settings: dict, parts: dict, checks: dict,
+               progress: bool, part_attrs: dict | None = None) -> None:
+    """One HDF5 group per part A: ``probe_values`` (P, 4) = v'A^k v / n_A, ``estimate``, ``stderr``,
+    attributes ``dimension`` n_A and ``part_attrs[name]``; a diverged checkpoint gets NaNs.
+    Resumes from and then removes the job's probe store."""
+    probes, seed = settings["probes"], settings["seed"]
+    store = None
+    if ckpt.get("diverged"):
+        log.warning("model diverged: writing NaN moments marked diverged")
+        values = {name: np.full((probes, 4), np.nan) for name in parts}
+    else:
+        store = _store(out, {**settings, "parts": list(parts)}, op)
+        values = _moments_of_parts(parts, store, probes, seed, progress)
+    attrs = {**_output_attrs(op, ckpt, settings), **checks, "probes": probes, "seed_probes": seed,
+             "parts": list(parts)}
+    with atomic_h5(out, attrs) as f:
+        for name, v in values.items():
+            group = f.create_group(name)
+            group["probe_values"], group["estimate"] = v, v.mean(axis=0)
+            group["stderr"] = v.std(axis=0, ddof=1) / np.sqrt(probes)
+            write_attrs(group, {"dimension": parts[name].num_params, **(part_attrs or {}).get(name, {})})
+    if store is not None:
+        store.remove()
+    log.info("wrote %s: (1/n)tr(A^k) of %s", out,
+             "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
+
+
+def run_block_moments(checkpoint, data, out, settings: dict, progress: bool = True,
+                      graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+    """Hutchinson moments of each diagonal block of H by :func:`hessdepth.resnet_blocks` (input,
+    stages, classifier), one group per block (its ``prefixes`` in the group's attributes)."""
+    out = Path(out)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    blocks = resnet_blocks()
+    parts = {name: block(op, prefixes) for name, prefixes in blocks.items()}
+    checks = {} if ckpt.get("diverged") else _checked(op)
+    _run_parts(out, op, ckpt, settings, parts, checks, progress,
+               {name: {"prefixes": list(prefixes)} for name, prefixes in blocks.items()})
+
+
+def run_gauss_newton(checkpoint, data, out, settings: dict, progress: bool = True,
+                     graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+    """Hutchinson moments of the Hessian (group ``hessian``) and of its Gauss-Newton part
+    (``gauss_newton``) from the same probes, so that their statistics are paired."""
+    out = Path(out)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    gn = GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode)
+    checks = {}
+    if not ckpt.get("diverged"):
+        checks = {**_checked(op), **{f"gauss_newton_{k}": v for k, v in _checked(gn).items()}}
+    _run_parts(out, op, ckpt, settings, {"hessian": op, "gauss_newton": gn}, checks, progress)
+
+
+def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
     """Per-variable norms of the full training-set gradient (the paper's figure 1)."""
     start = time.perf_counter()
-    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", expect=expect, **settings)
     attrs = _output_attrs(op, ckpt, settings)
     names, norms, numel = per_variable_norms(op.model, op.gradient())
     with atomic_h5(out, {**attrs, "loss": op.loss()}) as f:

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .statistics import POWER, paired_comparison
-from .summary import BY_MODEL_RULE, SCALE, model_label
+from .summary import BLOCKS, BY_MODEL_RULE, GN_PARTS, SCALE, model_label
 
 ALPHA = 0.05
 N_PERMUTATIONS = 20000
@@ -269,6 +269,108 @@ def _loss_table(by_model: Sequence[dict]) -> list[str]:
     return _table(["model", *[f"step {s}" for s in steps]], body)
 
 
+CURVATURE_RULES = f"""\
+From the curvature table (Hutchinson moments; models seeds-averaged by the rule above). A
+block is the diagonal block of the Hessian for one group of parameters: the input convolution
+with its BatchNorm, each of the three stages, the classifier. The Gauss-Newton part
+G = J^T H_z J (J: Jacobian of the logits, H_z: Hessian of the loss in the logits) and the
+Hessian H have their moments from the same probes. G has rank at most N(C-1) (N Hessian
+samples, C classes): where that is below the parameter count most of its eigenvalues are 0 and
+its kurtosis is large by construction, so G is compared across architectures, not with H.
+
+- **Which block carries the outliers:** the block with the largest kurtosis of each model.
+- **Simple / ResNet, per part:** the paired log-ratio log(simple / ResNet) of the part's
+  kurtosis, same depth and seed, as in finding 3 (Student-t interval of the mean at
+  {1 - ALPHA:.0%}; diverged runs left out).
+- **Is it the Gauss-Newton part that skip connections damp?** *Yes* when the simple / ResNet
+  ratio of G's kurtosis lies above 1, *no (reversed)* when below 1, else *not resolved at this
+  scale*. Whether G is damped more or less than H: the paired log-ratio, over the same pairs,
+  of G's simple / ResNet ratio to H's (above 1: G damped more).
+"""
+PART_NAMES = {**{f"block_{b}": f"block {b}" for b in BLOCKS}, "hessian": "H", "gauss_newton": "G (Gauss-Newton)"}
+
+
+def heaviest_block(row: dict) -> str | None:
+    """The block with the largest kurtosis in a curvature row; None when there is none."""
+    kurtosis = {b: row[f"block_{b}_kurtosis"] for b in BLOCKS}
+    kurtosis = {b: k for b, k in kurtosis.items() if np.isfinite(k)}
+    return max(kurtosis, key=kurtosis.get) if kurtosis and not row["diverged"] else None
+
+
+def _kurtosis_pairs(pairs: Sequence[tuple[dict, dict]], part: str) -> list[tuple[float, float]]:
+    both = [(s[f"{part}_kurtosis"], r[f"{part}_kurtosis"]) for s, r in pairs]
+    return [(a, b) for a, b in both if a > 0 and b > 0]
+
+
+def part_ratios(rows: Sequence[dict], step: int) -> dict[str, PairedComparison]:
+    """Per part of the curvature table with values at ``step``: paired simple / ResNet kurtosis
+    (same depth and seed)."""
+    pairs = _pairs(rows, step, lambda d: [d])
+    out = {}
+    for part in PART_NAMES:
+        both = _kurtosis_pairs(pairs, part)
+        if both:
+            out[part] = paired_comparison([a for a, _ in both], [b for _, b in both], "log", 1 - ALPHA)
+    return out
+
+
+def gauss_newton_answer(rows: Sequence[dict], step: int) -> tuple[str, str]:
+    """(answer, evidence) to "is it the Gauss-Newton part that skip connections damp?" at ``step``."""
+    pairs = [(s, r) for s, r in _pairs(rows, step, lambda d: [d])
+             if all(x[f"{p}_kurtosis"] > 0 for x in (s, r) for p in GN_PARTS)]
+    simple = {p: np.array([s[f"{p}_kurtosis"] for s, _ in pairs]) for p in GN_PARTS}
+    resnet = {p: np.array([r[f"{p}_kurtosis"] for _, r in pairs]) for p in GN_PARTS}
+    g = paired_comparison(simple["gauss_newton"], resnet["gauss_newton"], "log", 1 - ALPHA)
+    h = paired_comparison(simple["hessian"], resnet["hessian"], "log", 1 - ALPHA)
+    versus = paired_comparison(simple["gauss_newton"] / resnet["gauss_newton"],
+                               simple["hessian"] / resnet["hessian"], "log", 1 - ALPHA)
+    answer = {1: "yes", -1: "no (reversed)"}.get(g.direction, UNRESOLVED)
+    if g.direction > 0 and versus.direction:
+        answer += ", G more than H" if versus.direction > 0 else ", G less than H"
+    evidence = f"simple/ResNet kurtosis of G: {g}; of H: {h}; G's ratio over H's: {versus}"
+    return answer, evidence
+
+
+def _heaviest_counts(by_model: Sequence[dict], arch: str) -> str:
+    heaviest = [heaviest_block(r) for r in by_model if r["arch"] == arch]
+    counts = {b: heaviest.count(b) for b in BLOCKS if b in heaviest}
+    text = ", ".join(f"{b} in {n}" for b, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{text or 'none'} of {len(heaviest)} models"
+
+
+def _curvature_tables(rows: Sequence[dict], by_model: Sequence[dict], step: int) -> list[str]:
+    models = sorted((r for r in by_model if r["step"] == step), key=lambda r: (r["arch"], r["depth"]))
+    lines = []
+    if any(np.isfinite(r[f"block_{b}_kurtosis"]) for r in models for b in BLOCKS):
+        body = [[model_label(r["arch"], r["depth"]), *[_with_interval(r, f"block_{b}_kurtosis") for b in BLOCKS],
+                 heaviest_block(r) or "–"] for r in models]
+        lines += [f"### Step {step}: kurtosis of each block", ""]
+        lines += _table(["model", *BLOCKS, "heaviest block"], body) + [""]
+        lines += [f"**Which block carries the outliers?** Largest block kurtosis: ResNets: "
+                  f"{_heaviest_counts(models, 'resnet')}; simple nets: {_heaviest_counts(models, 'simple')}.", ""]
+    if any(np.isfinite(r["gauss_newton_kurtosis"]) for r in models):
+        columns = [f"{p}_{s}" for s in ("skewness", "kurtosis") for p in GN_PARTS]
+        body = [[model_label(r["arch"], r["depth"]), *[_with_interval(r, c) for c in columns]] for r in models]
+        lines += [f"### Step {step}: the Hessian H and its Gauss-Newton part G, same probes", ""]
+        lines += _table(["model", "H skewness", "G skewness", "H kurtosis", "G kurtosis"], body) + [""]
+        answer, evidence = gauss_newton_answer(rows, step)
+        lines += [f"**Is it the Gauss-Newton part that skip connections damp?** **{answer}**: {evidence}.", ""]
+    ratios = part_ratios(rows, step)
+    if ratios:
+        lines += [f"Simple / ResNet kurtosis per part at step {step} (same depth and seed):", ""]
+        lines += _table(["part", "simple / ResNet kurtosis"], [[PART_NAMES[p], str(c)] for p, c in ratios.items()])
+        lines += [""]
+    return lines
+
+
+def curvature_section(rows: Sequence[dict], by_model: Sequence[dict]) -> list[str]:
+    """"Where the outliers live": per-block and Gauss-Newton tables and answers, every step."""
+    lines = ["## Where the outliers live: blocks of the Hessian and its Gauss-Newton part", "", CURVATURE_RULES]
+    for step in sorted({r["step"] for r in by_model}):
+        lines += _curvature_tables(rows, by_model, step)
+    return lines
+
+
 def publishable_config(config: dict) -> dict:
     """``config`` with the archive's path cut to its file name (documents name no machine's paths)."""
     data = dict(config.get("data", {}))
@@ -306,13 +408,15 @@ def render_results(
     replications: dict[str, Sequence[dict]] | None = None,
     run_name: str = "this run",
     generator: str = "scripts/results_doc.py",
+    curvature: tuple[Sequence[dict], Sequence[dict]] | None = None,
 ) -> str:
     """The results document (Markdown), from the per-run and per-model tables only.
 
     ``figures`` are paths relative to the document; ``sources`` name the tables it was made from;
     ``data_source`` names the data (file name and checksum, never a machine's path);
     ``replications`` maps a name to the per-run table of an independent rerun (other images),
-    whose verdicts are set beside these ones (``run_name``'s); ``generator`` names the script.
+    whose verdicts are set beside these ones (``run_name``'s); ``generator`` names the script;
+    ``curvature`` = (per-run, per-model) curvature tables, when the curvature stages ran.
     """
     datasets = sorted({r["dataset"] for r in rows})
     synthetic = any(r["synthetic"] for r in rows)
@@ -361,6 +465,8 @@ def render_results(
     for step in sorted({r["step"] for r in by_model}):
         for estimator, name in (("slq", "stochastic Lanczos quadrature"), ("hutch", "Hutchinson moments")):
             lines += [f"### Step {step}, {name}", ""] + _moments_table(by_model, step, estimator) + [""]
+    if curvature:
+        lines += curvature_section(*curvature)
     lines += ["## Training loss at each checkpoint", "",
               "The training loss recorded in each checkpoint; mean over seeds [t-interval when there "
               "are several].", ""]

@@ -4,10 +4,17 @@ Every file carries the same provenance attributes (``hessdepth_version`` and wha
 writer passes: settings, seed, bn mode, dtype ...). Writers go through :func:`atomic_h5`, so a
 killed job never leaves a file under its final name. Readers go through :func:`open_checked`,
 which names the file, what is missing and the command that rebuilds it.
+
+Stored numbers are checksummed: every array dataset is written with HDF5's own Fletcher-32
+filter (HDF5 verifies it on every read, so disk damage is caught where it is), and the root
+attribute ``content_sha256`` digests every attribute and every dataset, so an edit made through
+HDF5 itself (which recomputes Fletcher-32) is caught too. :func:`open_checked` verifies both, so
+a damaged or edited file is an error naming it, never a silently different number.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -62,9 +69,56 @@ def _remove_stale_temps(path: Path) -> None:
     """Remove temporary files of ``path`` left by killed writers on this host."""
     prefix = _temp_name(path, 0).name[:-1]
     for t in path.parent.glob(f"{prefix}*"):
-        pid = t.name[len(prefix):]
+        pid = t.name[len(prefix):].removesuffix(".sum")
         if pid.isdigit() and not _alive(int(pid)):
             t.unlink(missing_ok=True)
+
+
+DIGEST = "content_sha256"
+
+
+def _checksummable(ds: h5py.Dataset) -> bool:
+    """Whether HDF5's Fletcher-32 filter can cover the dataset (chunked, fixed-size elements)."""
+    return ds.shape not in ((), None) and ds.size > 0 and not h5py.check_string_dtype(ds.dtype) and \
+        ds.dtype.kind != "O"
+
+
+def _hash_value(h, value) -> None:
+    array = np.asarray(value)
+    if array.dtype.kind in "OUS":
+        h.update(repr(array.tolist()).encode())
+    else:
+        h.update(array.dtype.str.encode() + repr(array.shape).encode() + array.tobytes())
+
+
+def content_digest(f: h5py.File) -> str:
+    """sha256 of every attribute and every dataset's contents, in name order."""
+    h = hashlib.sha256()
+    objects = [("/", f)]
+    f.visititems(lambda name, obj: objects.append((name, obj)))
+    for name, obj in sorted(objects, key=lambda item: item[0]):
+        h.update(name.encode())
+        for key in sorted(k for k in obj.attrs if k != DIGEST):
+            h.update(key.encode())
+            _hash_value(h, obj.attrs[key])
+        if isinstance(obj, h5py.Dataset):
+            _hash_value(h, obj[()])
+    return h.hexdigest()
+
+
+def _copy_checksummed(src: h5py.Group, dst: h5py.Group) -> None:
+    """Copy ``src`` into ``dst``, array datasets with Fletcher-32, attributes as they are."""
+    for key, value in src.attrs.items():
+        dst.attrs[key] = value
+    for name, obj in src.items():
+        if isinstance(obj, h5py.Group):
+            _copy_checksummed(obj, dst.create_group(name))
+            continue
+        checksum = _checksummable(obj)
+        copy = dst.create_dataset(name, data=obj[()], dtype=obj.dtype, chunks=True if checksum else None,
+                                  fletcher32=checksum)
+        for key, value in obj.attrs.items():
+            copy.attrs[key] = value
 
 
 @contextlib.contextmanager
@@ -72,18 +126,44 @@ def atomic_h5(path: os.PathLike | str, attrs: dict | None = None) -> Iterator[h5
     """Open ``path`` for writing under a temporary name; rename into place only on success.
 
     Temporary files that killed writers on this host left for the same path are removed first.
+    The file is then copied once more with its checksums (module docstring) before the rename.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     tmp = _temp_name(path, os.getpid())
+    final = tmp.with_name(tmp.name + ".sum")
     try:
         with h5py.File(tmp, "w") as f:
             write_attrs(f, {"hessdepth_version": __version__, **(attrs or {})})
             yield f
-        os.replace(tmp, path)
+        with h5py.File(tmp, "r") as src, h5py.File(final, "w") as dst:
+            _copy_checksummed(src, dst)
+            dst.attrs[DIGEST] = content_digest(dst)
+        os.replace(final, path)
     finally:
         tmp.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+
+
+def verify_checksums(f: h5py.File, path: os.PathLike | str) -> None:
+    """Raise OutputError naming ``path`` when a checksum of the open file ``f`` fails or is absent."""
+    if DIGEST not in f.attrs:
+        raise OutputError(f"{path}: no checksums (written by an older hessdepth or another tool); "
+                          f"{rebuild_hint(path)}")
+    damaged = []
+
+    def read(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.fletcher32:
+            try:
+                obj[()]
+            except OSError:
+                damaged.append(name)
+
+    f.visititems(read)
+    if damaged or f.attrs[DIGEST] != content_digest(f):
+        what = f"datasets {damaged}" if damaged else "its contents"
+        raise OutputError(f"{path}: damaged, the checksum of {what} does not match; {rebuild_hint(path)}")
 
 
 def open_checked(
@@ -91,7 +171,8 @@ def open_checked(
     datasets: Iterable[str] = (),
     attrs: Iterable[str] = (),
 ) -> h5py.File:
-    """Open an HDF5 file for reading after checking that it has ``datasets`` and ``attrs``."""
+    """Open an HDF5 file for reading after checking that it has ``datasets`` and ``attrs`` and
+    that its checksums hold (:func:`verify_checksums`)."""
     path = Path(path)
     if not path.exists():
         raise OutputError(f"{path}: file not found; {rebuild_hint(path)}")
@@ -101,10 +182,25 @@ def open_checked(
         raise OutputError(f"{path}: not a readable HDF5 file ({err}); {rebuild_hint(path)}") from err
     missing = [f"dataset '{d}'" for d in datasets if d not in f]
     missing += [f"attribute '{a}'" for a in attrs if a not in f.attrs]
-    if missing:
+    try:
+        if missing:
+            raise OutputError(f"{path}: missing {', '.join(missing)}; {rebuild_hint(path)}")
+        verify_checksums(f, path)
+    except OutputError:
         f.close()
-        raise OutputError(f"{path}: missing {', '.join(missing)}; {rebuild_hint(path)}")
+        raise
     return f
+
+
+def check_identity(path: os.PathLike | str, attrs, expect: dict | None) -> None:
+    """Raise OutputError when the file's identity attributes differ from ``expect`` (e.g. the model,
+    seed and step its path stands for): a file copied into another run's folder is never analysed
+    as that run."""
+    wrong = {k: v for k, v in (expect or {}).items() if k not in attrs or str(attrs[k]) != str(v)}
+    if wrong:
+        held = {k: (attrs[k].item() if hasattr(attrs[k], "item") else attrs[k]) if k in attrs else None for k in wrong}
+        raise OutputError(f"{path} holds {held} but stands for {wrong} (a file copied or moved into another "
+                          f"run's place?); {rebuild_hint(path)}")
 
 
 def read_json_attr(obj: h5py.HLObject, key: str):

@@ -1,4 +1,4 @@
-"""The paper's six figures, drawn from the workflow's files.
+"""The paper's six figures, and two of the optional curvature stages, drawn from the workflow's files.
 
 :func:`make_figure` reads the files one figure needs and returns a matplotlib ``Figure``
 (built without pyplot, so no display or global state is involved); :func:`save_figure`
@@ -20,11 +20,15 @@ from matplotlib.patches import Patch
 
 from . import training
 from .h5io import OutputError, open_checked
-from .summary import METRICS, aggregate_by_model, common_grid, model_label, read_identity, read_spectrum
+from .summary import (
+    BLOCKS, METRICS, aggregate_by_model, aggregate_curvature, common_grid, model_label,
+    read_identity, read_spectrum, summarize_curvature,
+)
 
 FIGURES = (
     "fig1_gradnorms", "fig2_depth_densities", "fig3_moments",
     "fig4_densities_steps", "fig5_curves", "fig6_curves",
+    "fig7_blocks", "fig8_gauss_newton",
 )
 ARCH_COLORS = {"resnet": "#1f77b4", "simple": "#d62728"}
 STYLE = {
@@ -261,6 +265,81 @@ def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = ""
     return fig
 
 
+# --- figures 7 and 8: blocks of the Hessian, and its Gauss-Newton part ----------------------------
+BLOCK_COLORS = dict(zip(BLOCKS, ("#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")))
+PART_STYLES = {
+    "hessian": dict(marker="o", ls="none", label="Hessian H"),
+    "gauss_newton": dict(marker="s", ls="none", mfc="white", label="Gauss-Newton part G"),
+}
+ARCH_NAMES = {"resnet": "ResNet", "simple": "simple"}
+
+
+def _interval_note(confidence: float) -> str:
+    return f"error bars: {100 * confidence:g}% interval of the mean over seeds (one seed: over probes)"
+
+
+def blocks_figure(by_model: Sequence[dict], confidence: float, suffix: str = "") -> Figure:
+    fig = Figure(figsize=(8.5, 5.6), layout="constrained")
+    grid = fig.subplots(2, 2, sharex=True, sharey="row")
+    depths = sorted({r["depth"] for r in by_model})
+    offset = 0.012 * (max(depths) - min(depths) or 1)
+    for axes, stat in zip(grid, ("skewness", "kurtosis")):
+        values = []
+        for ax, arch in zip(axes, ARCH_COLORS):
+            rows = sorted((r for r in by_model if r["arch"] == arch), key=lambda r: r["depth"])
+            ok = [r for r in rows if not r["diverged"]]
+            for i, block in enumerate(BLOCKS):
+                shift = (i - (len(BLOCKS) - 1) / 2) * offset
+                values.append(_errorbars(ax, ok, f"block_{block}_{stat}", shift, BLOCK_COLORS[block],
+                                         dict(marker="o", ls="-")))
+            for r in rows:
+                if r["diverged"]:
+                    _mark_diverged(ax, r["depth"], ARCH_COLORS[arch])
+            ax.set_title(f"{ARCH_NAMES[arch]} nets, {stat}")
+            ax.set_xticks(depths)
+        _log_if_decades(axes[0], np.concatenate(values))
+        axes[0].set_ylabel(stat + (" (Gaussian = 3)" if stat == "kurtosis" else ""))
+    for ax in grid[1]:
+        ax.set_xlabel("depth (layers)")
+    handles = [Line2D([], [], color=c, marker="o", label=b) for b, c in BLOCK_COLORS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title="block of the Hessian")
+    steps = ", ".join(str(s) for s in sorted({r["step"] for r in by_model}))
+    _title(fig, f"Skewness and kurtosis of each diagonal block of the Hessian vs depth, step {steps}\n"
+           + _interval_note(confidence), any(r["synthetic"] for r in by_model), suffix)
+    return fig
+
+
+def _point(ax, x: float, row: dict, column: str, color: str, style: dict) -> float:
+    y, lo, hi = (float(row[c]) for c in (column, f"{column}_lo", f"{column}_hi"))
+    err = np.nan_to_num(np.abs(np.array([[lo], [hi]]) - y))
+    ax.errorbar([x], [y], yerr=err, color=color, ms=5, lw=1, capsize=3,
+                **{k: v for k, v in style.items() if k != "label"})
+    return y
+
+
+def gauss_newton_figure(by_model: Sequence[dict], confidence: float, suffix: str = "") -> Figure:
+    fig, axes = _new_figure(ncols=2, width=7.0)
+    rows = sorted(by_model, key=lambda r: r["arch"])
+    for ax, stat in zip(axes, ("skewness", "kurtosis")):
+        values = []
+        for x, row in enumerate(rows):
+            if row["diverged"]:
+                _mark_diverged(ax, x, ARCH_COLORS[row["arch"]])
+                continue
+            for (part, style), shift in zip(PART_STYLES.items(), (-0.12, 0.12)):
+                values.append(_point(ax, x + shift, row, f"{part}_{stat}", ARCH_COLORS[row["arch"]], style))
+        _log_if_decades(ax, np.array(values))
+        ax.set_xticks(range(len(rows)), [model_label(r["arch"], r["depth"]) for r in rows])
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel(stat + (" (Gaussian = 3)" if stat == "kurtosis" else ""))
+    handles = [Line2D([], [], color="0.3", **style) for style in PART_STYLES.values()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2)
+    steps = ", ".join(str(s) for s in sorted({r["step"] for r in rows}))
+    _title(fig, f"The Hessian H and its Gauss-Newton part G (same probes), step {steps}\n"
+           + _interval_note(confidence), any(r["synthetic"] for r in rows), suffix)
+    return fig
+
+
 # --- figures 5 and 6: training curves --------------------------------------------------------------
 def read_curve(path: os.PathLike | str) -> dict:
     """Training steps, loss and learning rate of a curve file, with its identity."""
@@ -343,9 +422,10 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
     """Figure ``name`` (one of :data:`FIGURES`) from its input files.
 
     ``inputs``: fig1 ``resnet`` and ``simple`` (gradient norms); fig2 and fig4 ``lanczos``;
-    fig3 ``lanczos`` and ``moments``; fig5 and fig6 ``curves``. ``params``: ``density`` and
-    ``stats`` (as for the summary), optional ``title_suffix``, and optional ``depth`` (fig1,
-    fig5, fig6) and ``step`` (fig1) that the files must match.
+    fig3 ``lanczos`` and ``moments``; fig5 and fig6 ``curves``; fig7 ``blocks``; fig8
+    ``gauss_newton``. ``params``: ``density`` and ``stats`` (as for the summary), optional
+    ``title_suffix``, and optional ``depth`` (fig1, fig5, fig6, fig8) and ``step`` (fig1, fig7,
+    fig8) that the files must match.
     """
     suffix = params.get("title_suffix") or ""
     with matplotlib.rc_context(STYLE):
@@ -364,6 +444,13 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
             rows = [{**dict.fromkeys(METRICS, np.nan), **row} for row, _ in spectra]
             confidence = params["stats"]["confidence"]
             return moments_figure(aggregate_by_model(rows, confidence), confidence, suffix)
+        if name in ("fig7_blocks", "fig8_gauss_newton"):
+            stage = "blocks" if name == "fig7_blocks" else "gauss_newton"
+            rows = summarize_curvature(stats=params["stats"], **{stage: _paths(inputs[stage])})
+            _check_expected(rows, params, ("depth", "step"))
+            confidence = params["stats"]["confidence"]
+            draw = blocks_figure if name == "fig7_blocks" else gauss_newton_figure
+            return draw(aggregate_curvature(rows, confidence), confidence, suffix)
         if name in ("fig5_curves", "fig6_curves"):
             curves = [read_curve(p) for p in _paths(inputs["curves"])]
             _check_expected(curves, params, ("depth",))

@@ -2,7 +2,8 @@
 
 The store is a small HDF5 file beside the job's output (not a declared output, so Snakemake
 keeps it when a job fails). It records the settings it was made with; a store whose settings
-differ from the current ones is discarded, never mixed in.
+differ from the current ones is discarded, never mixed in. A store whose checksums fail (or
+that cannot be read) is set aside as ``<name>.damaged`` with a warning naming it, never reused.
 """
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import logging
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from .h5io import atomic_h5
+from .h5io import OutputError, atomic_h5, open_checked
 
 log = logging.getLogger("hessdepth")
 
@@ -31,15 +31,17 @@ class ProbeStore:
 
     def _load(self) -> None:
         try:
-            with h5py.File(self.path, "r") as f:
-                if f.attrs.get("settings") != self.settings:
+            with open_checked(self.path, datasets=("probes",), attrs=("settings",)) as f:
+                if f.attrs["settings"] != self.settings:
                     log.info("discarding %s: it was made with other settings", self.path)
                     return
                 self.rows = {
                     int(name): {key: group[key][()] for key in group} for name, group in f["probes"].items()
                 }
-        except (OSError, KeyError) as err:
-            log.warning("discarding unreadable %s (%s)", self.path, err)
+        except (OutputError, OSError, KeyError, ValueError) as err:
+            aside = self.path.with_name(self.path.name + ".damaged")
+            os.replace(self.path, aside)
+            log.warning("setting aside damaged probe store %s as %s, starting afresh (%s)", self.path, aside.name, err)
             self.rows = {}
             return
         log.info("resuming: %d finished probe(s) found in %s", len(self.rows), self.path)

@@ -8,6 +8,10 @@ std-normalised density on a grid common to all rows (averaged over each grid cel
 :func:`cell_density`).
 
 :func:`aggregate_by_model` averages seeds by the rule :data:`BY_MODEL_RULE`.
+
+:func:`summarize_curvature` makes a second table, of the optional curvature stages: skewness
+and kurtosis of each diagonal block of the Hessian (``block_{name}_*``) and of the Hessian and
+its Gauss-Newton part on the same probes (``hessian_*``, ``gauss_newton_*``).
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from scipy import stats as sps
 
 from .density import density as spectral_density
 from .density import node_spacing_width
-from .h5io import OutputError, atomic_h5, open_checked, string_array, write_attrs
+from .h5io import OutputError, atomic_h5, check_identity, open_checked, read_json_attr, string_array, write_attrs
+from .models import resnet_blocks
 from .moments import quadrature_moments, spectral_stats
 from .statistics import seed_average
 
@@ -47,11 +52,31 @@ COLUMNS = (
     "bn_mode", *METRICS, *RITZ, *KERNEL, *_with_interval(STAT_COLUMNS),
 )
 MODEL_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "step", "n_params", "bn_mode")
-BY_MODEL_COLUMNS = (
-    *MODEL_IDENTITY, "diverged", "n_seeds", "n_diverged", "interval",
-    *_with_interval(METRICS + RITZ + STAT_COLUMNS),
+
+
+def by_model_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    """Columns of a per-model table whose per-run ``columns`` are averaged over seeds."""
+    return (*MODEL_IDENTITY, "diverged", "n_seeds", "n_diverged", "interval", *_with_interval(columns))
+
+
+BY_MODEL_COLUMNS = by_model_columns(METRICS + RITZ + STAT_COLUMNS)
+TAIL_STATS = ("skewness", "kurtosis")
+BLOCKS = tuple(resnet_blocks())
+GN_PARTS = ("hessian", "gauss_newton")
+BLOCK_COLUMNS = tuple(f"block_{b}_{s}" for b in BLOCKS for s in TAIL_STATS)
+GN_COLUMNS = tuple(f"{p}_{s}" for p in GN_PARTS for s in TAIL_STATS)
+CURVATURE_STAT_COLUMNS = BLOCK_COLUMNS + GN_COLUMNS
+CURVATURE_COLUMNS = (
+    "dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged", "bn_mode",
+    *_with_interval(CURVATURE_STAT_COLUMNS),
 )
+CURVATURE_BY_MODEL_COLUMNS = by_model_columns(CURVATURE_STAT_COLUMNS)
 SCALE = {**{f"{e}_kurtosis": "log" for e in ESTIMATORS}, **{f"{e}_skewness": "asinh" for e in ESTIMATORS}}
+
+
+def scale_of(column: str) -> str:
+    """The scale seeds are averaged on: log for a kurtosis, asinh for a skewness, else linear."""
+    return "log" if column.endswith("kurtosis") else "asinh" if column.endswith("skewness") else "linear"
 BY_MODEL_RULE = (
     "Diverged seeds are left out. With at least two seeds, kurtosis (positive, heavy-tailed, "
     "multiplicative across seeds) is the geometric mean over seeds with a Student-t interval of the "
@@ -114,10 +139,10 @@ def _nan_stats(prefix: str) -> dict:
     return {c: np.nan for c in _with_interval(f"{prefix}_{s}" for s in STATS)}
 
 
-def _stats_columns(prefix: str, per_probe: np.ndarray, stats: dict) -> dict:
+def _stats_columns(prefix: str, per_probe: np.ndarray, stats: dict, names: Sequence[str] = STATS) -> dict:
     result = spectral_stats(per_probe, **stats)
     row = {}
-    for s in STATS:
+    for s in names:
         row[f"{prefix}_{s}"], row[f"{prefix}_{s}_lo"], row[f"{prefix}_{s}_hi"] = (
             float(v) for v in result[s]
         )
@@ -219,8 +244,11 @@ def summarize(
     *,
     density: dict,
     stats: dict,
+    expect: Sequence[dict] | None = None,
 ) -> Summary:
     """Build the table from three parallel lists of files (one model x seed x step each).
+
+    ``expect`` (parallel to the files): the model, seed and step each run's files must hold.
 
     ``density``: ``sigma2``, ``grid_points``, ``grid_range`` (std units); ``stats``: keyword
     arguments of :func:`hessdepth.spectral_stats` (``confidence``, ``method``, ``seed``).
@@ -232,10 +260,12 @@ def summarize(
         )
     grid = common_grid(density["grid_range"], density["grid_points"])
     rows, densities = [], []
-    for lz, mo, ck in zip(lanczos, moments, checkpoints):
+    for i, (lz, mo, ck) in enumerate(zip(lanczos, moments, checkpoints)):
         spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
                                        spacing_factor=density.get("spacing_factor"))
         metrics = read_checkpoint_metrics(ck)
+        if expect is not None:
+            check_identity(lz, spectrum, expect[i])
         _check_same_run(spectrum, lz, metrics, ck)
         if spectrum["diverged"] and not metrics["diverged"]:
             raise OutputError(
@@ -249,8 +279,53 @@ def summarize(
     return Summary(rows, grid, np.array(densities).reshape(len(rows), len(grid)))
 
 
-def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
-    """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`."""
+def read_parts(path: os.PathLike | str, stats: dict, column: str = "{part}") -> dict:
+    """Identity, ``diverged`` and skewness and kurtosis with intervals of each part of a
+    blocks.h5 or gauss_newton.h5 file, as columns ``column.format(part=name)_skewness`` ..."""
+    with open_checked(path, attrs=("parts",)) as f:
+        row = read_identity(f, path)
+        values = {name: f[f"{name}/probe_values"][()] for name in read_json_attr(f, "parts")}
+        flagged = bool(f.attrs.get("diverged", False))
+    row["diverged"] = flagged or not all(np.isfinite(v).all() for v in values.values())
+    for name, per_probe in values.items():
+        prefix = column.format(part=name)
+        if row["diverged"]:
+            row.update({c: np.nan for c in _with_interval(f"{prefix}_{s}" for s in TAIL_STATS)})
+        else:
+            row.update(_stats_columns(prefix, per_probe, stats, TAIL_STATS))
+    return row
+
+
+def summarize_curvature(blocks: Sequence[str] | None = None, gauss_newton: Sequence[str] | None = None, *,
+                        stats: dict) -> list[dict]:
+    """The curvature table (:data:`CURVATURE_COLUMNS`) from parallel lists of blocks.h5 and
+    gauss_newton.h5 files, one model x seed x step each; a stage that is off (None or empty)
+    leaves its columns NaN."""
+    stages = [(files, column) for files, column in ((blocks, "block_{part}"), (gauss_newton, "{part}")) if files]
+    if not stages or len({len(files) for files, _ in stages}) > 1:
+        raise ValueError("need blocks files, gauss_newton files or equally many of both")
+    rows = []
+    for paths in zip(*(files for files, _ in stages)):
+        row = dict.fromkeys(_with_interval(CURVATURE_STAT_COLUMNS), np.nan)
+        diverged = False
+        for path, (_, column) in zip(paths, stages):
+            part = read_parts(path, stats, column)
+            _check_same_run(part, path, row, paths[0])
+            diverged |= part["diverged"]
+            row.update(part)
+        row["diverged"] = diverged
+        rows.append({c: row[c] for c in CURVATURE_COLUMNS})
+    return rows
+
+
+def aggregate_by_model(rows: Sequence[dict], confidence: float,
+                       stat_columns: Sequence[str] = STAT_COLUMNS,
+                       plain_columns: Sequence[str] = METRICS + RITZ) -> list[dict]:
+    """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`.
+
+    ``stat_columns`` are spectral statistics with probe intervals (skewness and kurtosis on their
+    scales, :func:`scale_of`), ``plain_columns`` the other averaged columns.
+    """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["model"], row["step"]), []).append(row)
@@ -262,18 +337,23 @@ def aggregate_by_model(rows: Sequence[dict], confidence: float) -> list[dict]:
             diverged=not kept, n_seeds=len(kept), n_diverged=len(group) - len(kept),
             interval="seeds" if len(kept) >= 2 else "probe" if kept else "none",
         )
-        for name in METRICS + RITZ + STAT_COLUMNS:
+        for name in (*plain_columns, *stat_columns):
             values = np.array([r[name] for r in kept], dtype=float)
             value = lo = hi = np.nan
             if len(values) >= 2:
-                value, lo, hi = seed_average(values, confidence, SCALE.get(name, "linear"))
+                value, lo, hi = seed_average(values, confidence, scale_of(name))
             elif len(values) == 1:
                 value = values[0]
-                if name in STAT_COLUMNS:
+                if name in stat_columns:
                     lo, hi = kept[0][f"{name}_lo"], kept[0][f"{name}_hi"]
             agg[name], agg[f"{name}_lo"], agg[f"{name}_hi"] = float(value), float(lo), float(hi)
-        out.append({c: agg[c] for c in BY_MODEL_COLUMNS})
+        out.append({c: agg[c] for c in by_model_columns((*plain_columns, *stat_columns))})
     return out
+
+
+def aggregate_curvature(rows: Sequence[dict], confidence: float) -> list[dict]:
+    """The curvature table per model (:data:`CURVATURE_BY_MODEL_COLUMNS`), seeds averaged."""
+    return aggregate_by_model(rows, confidence, CURVATURE_STAT_COLUMNS, ())
 
 
 def _column_array(rows: Sequence[dict], name: str) -> np.ndarray:
