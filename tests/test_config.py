@@ -106,6 +106,7 @@ def test_curvature_steps_are_checkpoints_and_hold_the_figures_step():
     assert "figures 7 and 8 are drawn at figures.moments.step = 10000, which is not among [5, 80000]" in message
     hd.check_config(merged({"curvature": {**on, "steps": [10000]}}), SCHEMA)
     hd.check_config(merged({"curvature": {"steps": [80000]}}), SCHEMA)  # stages off: no figure to draw
+    hd.check_config(merged({"curvature": {"steps": [5]}}), SCHEMA)  # stages off: their steps are not used
     assert "curvature.probes: 1 is less than the minimum of 2" in problems(merged({"curvature": {"probes": 1}}))
 
 

@@ -100,13 +100,14 @@ def _cross_key_problems(config: dict) -> list[str]:
     for depth in figures["curves"]:
         need("figures.curves", both, depth)
     curvature = config["curvature"]
-    for step in curvature["steps"] or []:
+    stages_on = curvature["blocks"] or curvature["gauss_newton"]
+    for step in (curvature["steps"] or []) if stages_on else []:  # steps matter only with a stage on
         if step not in checkpoints:
             problems.append(
                 f"curvature.steps: step {step} is not a checkpoint (train.checkpoints = {sorted(checkpoints)})"
             )
     step = figures["moments"]["step"]
-    if (curvature["blocks"] or curvature["gauss_newton"]) and curvature["steps"] and step not in curvature["steps"]:
+    if stages_on and curvature["steps"] and step not in curvature["steps"]:
         problems.append(f"curvature.steps: figures 7 and 8 are drawn at figures.moments.step = {step}, "
                         f"which is not among {sorted(curvature['steps'])}")
     lo, hi = config["density"]["grid_range"]
