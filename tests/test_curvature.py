@@ -153,10 +153,7 @@ def test_gauss_newton_leaves_the_model_as_it_was(mode):
 
 
 def test_gauss_newton_nan_parameters_raise():
-    model, batches = tm.make_case("cnn")
-    with torch.no_grad():
-        model[0].weight[0, 0, 0, 0] = float("nan")
-    op = hd.GaussNewtonOperator(model, batches)
+    op = hd.GaussNewtonOperator(*tm.nan_case())
     with pytest.raises(hd.OperatorError, match="NaN/Inf in the Gauss-Newton-vector product"):
         op.matvec(torch.ones(op.num_params, dtype=torch.float64))
 

@@ -103,9 +103,7 @@ def test_float32_operator_returns_input_dtype_and_agrees():
 
 
 def test_nan_parameters_raise_operator_error():
-    model, batches = tm.make_case("cnn")
-    with torch.no_grad():
-        model[0].weight[0, 0, 0, 0] = float("nan")
+    model, batches = tm.nan_case()
     op = hd.HessianOperator(model, batches)
     with pytest.raises(hd.OperatorError, match="NaN/Inf"):
         op.matvec(torch.ones(op.num_params, dtype=torch.float64))

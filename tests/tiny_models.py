@@ -143,3 +143,11 @@ def exact_gauss_newton(model: nn.Module, batches, bn_mode: str) -> torch.Tensor:
         ).reshape(logits.numel(), logits.numel())
         G = G + J.T @ H_z @ J
     return G.detach()
+
+
+def nan_case():
+    """The "cnn" case with one NaN weight: every product must raise, never return NaN."""
+    model, batches = make_case("cnn")
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = float("nan")
+    return model, batches
