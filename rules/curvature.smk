@@ -47,7 +47,7 @@ rule gauss_newton:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        runtime=hvp_runtime("curvature", lambda s: 6),  # 2 Hessian products, 2 Gauss-Newton ones of ~2 each
+        runtime=hvp_runtime("curvature", lambda s: 4),  # 2 Hessian, 2 Gauss-Newton products (about as costly)
         gpu=int(USE_GPU),
     conda:
         "../envs/hessdepth.yaml"
