@@ -37,7 +37,7 @@ import hessdepth as hd
 from hessdepth.analysis import checkpoint_operator
 from hessdepth.moments import _stats
 from hessdepth.statistics import SCALES
-from hessdepth.summary import SCALE
+from hessdepth.summary import scale_of
 
 ROOT = common.BENCH.parent
 STATS = ("skewness", "kurtosis")
@@ -49,7 +49,7 @@ def probe_stats(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> dic
     boot = values[np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))].mean(1)
     out = {}
     for i, name in ((2, "skewness"), (3, "kurtosis")):
-        forward = SCALES[SCALE[f"hutch_{name}"]][0]
+        forward = SCALES[scale_of(name)][0]
         point = forward(_stats(*values.mean(0))[i])
         b = forward(np.asarray(_stats(*boot.T)[i]))
         out[name] = (float(point), float(np.var(b[np.isfinite(b)], ddof=1)))

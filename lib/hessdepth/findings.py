@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .statistics import POWER, paired_comparison
-from .summary import BLOCKS, BY_MODEL_RULE, GN_PARTS, SCALE, model_label
+from .summary import BLOCKS, BY_MODEL_RULE, GN_PARTS, model_label, scale_of
 
 ALPHA = 0.05
 N_PERMUTATIONS = 20000
@@ -182,7 +182,7 @@ def _paired_direction(pairs: Sequence[tuple[dict, dict]], estimator: str) -> tup
     results = {}
     for stat in ("skewness", "kurtosis"):
         both = np.array([(s[f"{estimator}_{stat}"], r[f"{estimator}_{stat}"]) for s, r in pairs]).reshape(-1, 2)
-        results[stat] = paired_comparison(both[:, 0], both[:, 1], SCALE[f"{estimator}_{stat}"], 1 - ALPHA)
+        results[stat] = paired_comparison(both[:, 0], both[:, 1], scale_of(stat), 1 - ALPHA)
     directions = frozenset(c.direction for c in results.values())
     verdict = {frozenset({1}): HOLDS, frozenset({-1}): REVERSED}.get(directions, UNRESOLVED)
     return verdict, "; ".join(f"{stat} simple/ResNet {c}" for stat, c in results.items())

@@ -91,8 +91,9 @@ def _hash_value(h, value) -> None:
         h.update(array.dtype.str.encode() + repr(array.shape).encode() + array.tobytes())
 
 
-def content_digest(f: h5py.File) -> str:
-    """sha256 of every attribute and every dataset's contents, in name order."""
+def content_digest(f: h5py.File, path: os.PathLike | str = "") -> str:
+    """sha256 of every attribute and every dataset's contents, in name order. Reading a dataset
+    also checks its Fletcher-32 checksum: a failure is an OutputError naming ``path`` and it."""
     h = hashlib.sha256()
     objects = [("/", f)]
     f.visititems(lambda name, obj: objects.append((name, obj)))
@@ -102,7 +103,12 @@ def content_digest(f: h5py.File) -> str:
             h.update(key.encode())
             _hash_value(h, obj.attrs[key])
         if isinstance(obj, h5py.Dataset):
-            _hash_value(h, obj[()])
+            try:
+                data = obj[()]
+            except OSError as err:
+                raise OutputError(f"{path}: damaged, the checksum of datasets ['{name}'] does not match; "
+                                  f"{rebuild_hint(path)}") from err
+            _hash_value(h, data)
     return h.hexdigest()
 
 
@@ -151,19 +157,8 @@ def verify_checksums(f: h5py.File, path: os.PathLike | str) -> None:
     if DIGEST not in f.attrs:
         raise OutputError(f"{path}: no checksums (written by an older hessdepth or another tool); "
                           f"{rebuild_hint(path)}")
-    damaged = []
-
-    def read(name, obj):
-        if isinstance(obj, h5py.Dataset) and obj.fletcher32:
-            try:
-                obj[()]
-            except OSError:
-                damaged.append(name)
-
-    f.visititems(read)
-    if damaged or f.attrs[DIGEST] != content_digest(f):
-        what = f"datasets {damaged}" if damaged else "its contents"
-        raise OutputError(f"{path}: damaged, the checksum of {what} does not match; {rebuild_hint(path)}")
+    if f.attrs[DIGEST] != content_digest(f, path):
+        raise OutputError(f"{path}: damaged, the checksum of its contents does not match; {rebuild_hint(path)}")
 
 
 def open_checked(

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 from .density import density as spectral_density
 from .density import node_spacing_width
@@ -71,9 +70,6 @@ CURVATURE_COLUMNS = (
     *_with_interval(CURVATURE_STAT_COLUMNS),
 )
 CURVATURE_BY_MODEL_COLUMNS = by_model_columns(CURVATURE_STAT_COLUMNS)
-SCALE = {**{f"{e}_kurtosis": "log" for e in ESTIMATORS}, **{f"{e}_skewness": "asinh" for e in ESTIMATORS}}
-
-
 def scale_of(column: str) -> str:
     """The scale seeds are averaged on: log for a kurtosis, asinh for a skewness, else linear."""
     return "log" if column.endswith("kurtosis") else "asinh" if column.endswith("skewness") else "linear"
