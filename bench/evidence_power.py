@@ -71,7 +71,7 @@ def half_width(parts: dict, seeds: int, probes_ratio: float = 1.0, samples_ratio
 
 def run_moments_values(run, model: str, seed: int, step: int, preset: dict) -> np.ndarray | None:
     """The run's Hutchinson probe values of one checkpoint (image subsample 0), if made as here."""
-    path = run / f"results/cifar10/hessian/{model}/seed{seed}/step{step}/moments.h5"
+    path = run / f"results/cifar_cpu/hessian/{model}/seed{seed}/step{step}/moments.h5"
     if not path.exists():
         return None
     with h5py.File(path, "r") as f:
@@ -117,7 +117,7 @@ def main() -> None:
     if args.quick:
         samples, probes = 20, 3
     torch.set_num_threads(1)
-    data = run / "results/cifar10/data.h5"
+    data = run / "results/cifar_cpu/data.h5"
     x = {}  # (model, stat) -> array [seed, subsample]; v: bootstrap probe variances
     v = {}
     hvp_seconds = {}
@@ -128,7 +128,7 @@ def main() -> None:
                 for u in (0, 1):
                     values = run_moments_values(run, model, seed, step, preset) if u == 0 and not args.quick else None
                     if values is None:  # the run's own moments.h5 is subsample 0; subsample 1 is computed here
-                        ckpt = run / f"results/cifar10/train/{model}/seed{seed}/step{step}.h5"
+                        ckpt = run / f"results/cifar_cpu/train/{model}/seed{seed}/step{step}.h5"
                         wait_for(ckpt)
                         op, _ = checkpoint_operator(ckpt, data, samples=samples, subset_seed=u, batch_size=samples // 2,
                                                     bn_mode="batch", dtype="float32", device="cpu", graph_cache_gb=4)

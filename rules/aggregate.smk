@@ -21,9 +21,9 @@ rule summary:
         stats=config["stats"],
         runs=runs(),
     log:
-        f"logs/{DATASET}/summary.log",
+        f"{LOGS}/summary.log",
     benchmark:
-        f"benchmarks/{DATASET}/summary.tsv"
+        f"{BENCHMARKS}/summary.tsv"
     resources:
         mem_mb=4000,
         runtime=30,
@@ -38,16 +38,16 @@ rule results_doc:
         csv=rules.summary.output.csv,
         by_model=rules.summary.output.by_model,
         curvature=curvature_tables(),
-        figures=[f"figures/{fig}.png" for fig in FIGURES],
+        figures=[f"{FIGURES_DIR}/{fig}.png" for fig in FIGURES],
         data=data_file(),
     output:
-        md="figures/results.md",
+        md=f"{FIGURES_DIR}/results.md",
     params:
         config=config,
         machine=hd.machine_description(),
-        benchmarks=f"benchmarks/{DATASET}",
+        benchmarks=BENCHMARKS,
     log:
-        f"logs/{DATASET}/results_doc.log",
+        f"{LOGS}/results_doc.log",
     resources:
         mem_mb=1000,
         runtime=10,

@@ -1,4 +1,5 @@
 # Config validation, path helpers and input functions shared by every rule file.
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,14 @@ config.update(hd.coerce_cli_strings(config, SCHEMA))  # --config key="{...}" arr
 hd.check_config(config, SCHEMA)
 
 DATASET = config["dataset"]
-RESULTS = f"results/{DATASET}"
+# Each run (preset) writes under its own name, so presets never overwrite each other's outputs.
+RUN = hd.run_name(config["run"], workflow.overwrite_configfiles)
+RESULTS = f"results/{RUN}"
+FIGURES_DIR = f"figures/{RUN}"
+LOGS = f"logs/{RUN}"
+BENCHMARKS = f"benchmarks/{RUN}"
+# What a job's error message tells the user to run to rebuild a damaged or stale file.
+os.environ[hd.REBUILD_COMMAND_VARIABLE] = hd.rebuild_command(workflow.overwrite_configfiles)
 SEEDS = config["models"]["seeds"]
 STEPS = sorted(config["train"]["checkpoints"])
 MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["models"]["depths"]]
@@ -79,7 +87,7 @@ def runs(models=MODELS, steps=STEPS):
 
 
 def figure_files(figure):
-    return [f"figures/{figure}.pdf", f"figures/{figure}.png"]
+    return [f"{FIGURES_DIR}/{figure}.pdf", f"{FIGURES_DIR}/{figure}.png"]
 
 
 def curvature_tables():
@@ -93,7 +101,7 @@ def all_targets():
     return [
         f"{RESULTS}/summary.csv",
         *curvature_tables(),
-        "figures/results.md",
+        f"{FIGURES_DIR}/results.md",
         *[f for fig in FIGURES for f in figure_files(fig)],
     ]
 

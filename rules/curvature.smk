@@ -18,9 +18,9 @@ rule block_moments:
     params:
         settings=curvature_params(),
     log:
-        f"logs/{DATASET}/block_moments/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{LOGS}/block_moments/{{model}}_seed{{seed}}_step{{step}}.log",
     benchmark:
-        f"benchmarks/{DATASET}/block_moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        f"{BENCHMARKS}/block_moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -41,9 +41,9 @@ rule gauss_newton:
     params:
         settings=curvature_params(),
     log:
-        f"logs/{DATASET}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{LOGS}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.log",
     benchmark:
-        f"benchmarks/{DATASET}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        f"{BENCHMARKS}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -67,9 +67,9 @@ rule curvature_summary:
     params:
         stats=config["stats"],
     log:
-        f"logs/{DATASET}/curvature_summary.log",
+        f"{LOGS}/curvature_summary.log",
     benchmark:
-        f"benchmarks/{DATASET}/curvature_summary.tsv"
+        f"{BENCHMARKS}/curvature_summary.tsv"
     resources:
         mem_mb=2000,
         runtime=10,

@@ -35,9 +35,9 @@ rule prepare_data:
         half=config["data"]["half"],
         synthetic=config["data"]["synthetic"],
     log:
-        f"logs/{DATASET}/prepare_data.log",
+        f"{LOGS}/prepare_data.log",
     benchmark:
-        f"benchmarks/{DATASET}/prepare_data.tsv"
+        f"{BENCHMARKS}/prepare_data.tsv"
     resources:
         mem_mb=4000,
         runtime=30,

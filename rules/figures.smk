@@ -50,8 +50,8 @@ rule figure:
     input:
         unpack(lambda wc: FIGURE_INPUTS[wc.figure]()),
     output:
-        pdf="figures/{figure}.pdf",
-        png=report("figures/{figure}.png", caption="../report/captions/figure.rst", category="Figures"),
+        pdf=f"{FIGURES_DIR}/{{figure}}.pdf",
+        png=report(f"{FIGURES_DIR}/{{figure}}.png", caption="../report/captions/figure.rst", category="Figures"),
     params:
         figure=lambda wc: wc.figure,
         depth=lambda wc: FIGURE_SETTINGS.get(wc.figure, {}).get("depth"),
@@ -61,9 +61,9 @@ rule figure:
         dataset=DATASET,
         caption=caption_text,
     log:
-        "logs/figures/{figure}.log",
+        f"{LOGS}/figures/{{figure}}.log",
     benchmark:
-        "benchmarks/figures/{figure}.tsv"
+        f"{BENCHMARKS}/figures/{{figure}}.tsv"
     localrule: True
     resources:
         mem_mb=2000,

@@ -11,9 +11,9 @@ rule lanczos:
     params:
         settings=hessian_params("lanczos"),
     log:
-        f"logs/{DATASET}/lanczos/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{LOGS}/lanczos/{{model}}_seed{{seed}}_step{{step}}.log",
     benchmark:
-        f"benchmarks/{DATASET}/lanczos/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        f"{BENCHMARKS}/lanczos/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=16000,
@@ -34,9 +34,9 @@ rule moments:
     params:
         settings=hessian_params("moments"),
     log:
-        f"logs/{DATASET}/moments/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{LOGS}/moments/{{model}}_seed{{seed}}_step{{step}}.log",
     benchmark:
-        f"benchmarks/{DATASET}/moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        f"{BENCHMARKS}/moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -58,9 +58,9 @@ rule gradnorms:
         settings={**config["gradnorms"], "bn_mode": config["hessian"]["bn_mode"],
                   "device": config["device"]},
     log:
-        f"logs/{DATASET}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{LOGS}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.log",
     benchmark:
-        f"benchmarks/{DATASET}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        f"{BENCHMARKS}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=8000,

@@ -16,9 +16,9 @@ rule train:
         device=config["device"],
         snapshot=lambda wc: f"{RESULTS}/train/{wc.model}/seed{wc.seed}/snapshot.pt",
     log:
-        f"logs/{DATASET}/train/{{model}}_seed{{seed}}.log",
+        f"{LOGS}/train/{{model}}_seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{DATASET}/train/{{model}}_seed{{seed}}.tsv"
+        f"{BENCHMARKS}/train/{{model}}_seed{{seed}}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=8000,

@@ -33,8 +33,8 @@ def copy_run(run: Path, out: Path) -> list[Path]:
     """The run's tables and figure PNGs into ``out``; returns the copied figures."""
     out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
-        shutil.copyfile(run / "results/cifar10" / name, out / name)
-    figures = sorted((run / "figures").glob("fig*.png"))
+        shutil.copyfile(run / "results/cifar_cpu" / name, out / name)
+    figures = sorted((run / "figures/cifar_cpu").glob("fig*.png"))
     for fig in figures:
         shutil.copyfile(fig, out / fig.name)
     return [out / fig.name for fig in figures]
@@ -70,7 +70,7 @@ def main() -> None:
     halves = [args.runs / "half0", args.runs / "half1"]
     figures = copy_run(halves[0], args.out)
     copy_run(halves[1], args.out / "half1")
-    data = halves[0] / "results/cifar10/data.h5"
+    data = halves[0] / "results/cifar_cpu/data.h5"
     config = merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(args.preset.read_text()))
     config = merged(config, {"data": {"archive": hd.describe_dataset(data).split(",")[0], "half": 0}})
     started = float((args.runs / "started").read_text())

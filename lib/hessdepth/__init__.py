@@ -3,7 +3,8 @@ __version__ = "0.1.0"
 
 from .models import build_model, count_params, model_id, parse_model_id, resnet_blocks  # noqa: E402
 from .config import ConfigError, check_config, coerce_cli_strings, training_class_counts  # noqa: E402
-from .jobs import machine_description, run_identity, run_time_note, setup_job  # noqa: E402
+from .h5io import REBUILD_COMMAND_VARIABLE, OutputError  # noqa: E402
+from .jobs import machine_description, rebuild_command, run_identity, run_name, run_time_note, setup_job  # noqa: E402
 from .probestore import ProbeStore  # noqa: E402
 from .data import (  # noqa: E402
     CifarData,

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from .curvature import GaussNewtonOperator, block
-from .data import balanced_subset, fixed_batches, load_dataset_h5
+from .data import balanced_subset, dataset_attrs, fixed_batches, load_dataset_h5
 from .device import choose_device
 from .gradnorms import per_variable_norms
-from .h5io import atomic_h5, check_identity, string_array, write_attrs
+from .h5io import DIGEST, atomic_h5, check_identity, string_array, write_attrs
 from .lanczos import slq
 from .models import resnet_blocks
 from .moments import hutchinson_moments
@@ -46,6 +46,7 @@ def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, b
     device = choose_device(device)
     model, attrs = load_checkpoint(checkpoint, device=device)
     check_identity(checkpoint, attrs, expect)
+    attrs["upstream"] = {"checkpoint_sha256": attrs[DIGEST], "data_sha256": dataset_attrs(data)["data_sha256"]}
     model = model.to(getattr(torch, dtype))
     dataset = load_dataset_h5(data)
     images, labels = dataset.train_images, dataset.train_labels
@@ -72,7 +73,7 @@ def _digest(model: torch.nn.Module) -> str:
 
 def _output_attrs(op: HessianOperator, ckpt_attrs: dict, settings: dict) -> dict:
     attrs = {k: ckpt_attrs[k] for k in _IDENTITY if k in ckpt_attrs}
-    return {**attrs, "settings": settings, "bn_mode": op.bn_mode, "dtype": str(op.dtype).removeprefix("torch."),
+    return {**attrs, "settings": settings, **ckpt_attrs["upstream"], "bn_mode": op.bn_mode, "dtype": str(op.dtype).removeprefix("torch."),
             "hessian_samples": op.num_samples, "composition": op.composition}
 
 

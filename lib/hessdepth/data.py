@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .h5io import atomic_h5, open_checked, read_json_attr
+from .h5io import DIGEST, atomic_h5, open_checked, read_json_attr
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -415,6 +415,8 @@ def describe_dataset(path: os.PathLike | str) -> str:
 
 
 def dataset_attrs(path: os.PathLike | str) -> dict:
-    """The attributes that name a dataset file's data (dataset, synthetic), for downstream files."""
+    """The attributes that name a dataset file's data, for downstream files: ``dataset``,
+    ``synthetic`` and ``data_sha256``, the digest of its contents (which images, which half)."""
     with open_checked(path, attrs=("dataset", "synthetic")) as f:
-        return {"dataset": str(f.attrs["dataset"]), "synthetic": bool(f.attrs["synthetic"])}
+        return {"dataset": str(f.attrs["dataset"]), "synthetic": bool(f.attrs["synthetic"]),
+                "data_sha256": str(f.attrs[DIGEST])}

@@ -31,8 +31,12 @@ class OutputError(RuntimeError):
     """An input file is missing, incomplete or not what the reader expects."""
 
 
+REBUILD_COMMAND_VARIABLE = "HESSDEPTH_REBUILD"  # the workflow sets it to its snakemake command line
+
+
 def rebuild_hint(path: os.PathLike | str) -> str:
-    return f"rebuild it with: rm -f {path} && snakemake --cores all {path}"
+    command = os.environ.get(REBUILD_COMMAND_VARIABLE, "snakemake --cores all")
+    return f"rebuild it with: rm -f {path} && {command} {path}"
 
 
 def _attr_value(value):

@@ -11,6 +11,32 @@ from pathlib import Path
 import torch
 
 from .device import keep_freed_cpu_memory
+from .h5io import REBUILD_COMMAND_VARIABLE
+
+DEFAULT_RUN = "paper"  # the name of a run of config.yaml alone
+
+
+def run_name(configured: str | None, configfiles) -> str:
+    """The run's name, the folder under results/ and figures/: ``run`` from the config, else the
+    stem of the last ``--configfile`` (``config/demo.yaml`` -> ``demo``), else "paper"."""
+    if configured:
+        return configured
+    return Path(configfiles[-1]).stem if configfiles else DEFAULT_RUN
+
+
+def rebuild_command(configfiles) -> str:
+    """The snakemake command that rebuilds this run's files: the same ``--configfile`` options."""
+    options = "".join(f" --configfile {_shown_path(f)}" for f in configfiles or ())
+    return f"snakemake --cores all{options}"
+
+
+def _shown_path(path) -> str:
+    """``path`` relative to the working directory when it lies below it (messages name no machine paths)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def run_identity(wildcards) -> dict:

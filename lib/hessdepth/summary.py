@@ -26,7 +26,7 @@ import numpy as np
 
 from .density import density as spectral_density
 from .density import node_spacing_width
-from .h5io import OutputError, atomic_h5, check_identity, open_checked, read_json_attr, string_array, write_attrs
+from .h5io import OutputError, atomic_h5, check_identity, rebuild_hint, open_checked, read_json_attr, string_array, write_attrs
 from .models import resnet_blocks
 from .moments import quadrature_moments, spectral_stats
 from .statistics import seed_average
@@ -266,7 +266,7 @@ def summarize(
         if spectrum["diverged"] and not metrics["diverged"]:
             raise OutputError(
                 f"{lz} or {mo} holds non-finite values but {ck} did not diverge; "
-                f"rebuild them with: rm -f {lz} {mo} && snakemake --cores all {lz} {mo}"
+                f"{rebuild_hint(f'{lz} {mo}')}"
             )
         row = {**spectrum, **{k: metrics[k] for k in METRICS + ("diverged",)}}
         rows.append({c: row[c] for c in COLUMNS})
