@@ -27,11 +27,15 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slurm"
 
 # Real CIFAR-10 at CPU scale on any archive: make cifar-cpu ARCHIVE=path/to/cifar-10-python.tar.gz
-# (MD5=... checks it; the default is the official archive's md5).
+# (MD5=... checks it; the default is the official archive's md5). Without ARCHIVE it downloads
+# the official archive and checks that md5. ARCHIVE goes into a quoted YAML string on the shell's
+# command line, so characters that would end either are refused.
 MD5 ?= c58f30108f718f92721af3b95e74349a
+UNSAFE_IN_ARCHIVE = $(strip $(word 2,$(ARCHIVE)) $(foreach c,' " ` \ ; $$,$(findstring $(c),$(ARCHIVE))))
 cifar-cpu: install
+	$(if $(UNSAFE_IN_ARCHIVE),$(error ARCHIVE='$(ARCHIVE)' holds a space, quote, backquote, backslash, semicolon or dollar; link the archive to a plain path (ln -s "<your file>" cifar.tar.gz) and pass that))
 	$(BIN)/snakemake --cores $(CORES) --configfile config/cifar_cpu.yaml \
-		--config data="{archive: $(abspath $(ARCHIVE)), md5: $(MD5)}"
+		--config data="{archive: $(if $(ARCHIVE),'$(abspath $(ARCHIVE))',null), md5: $(MD5)}"
 
 # The committed evidence (docs/evidence/cifar_cpu/): the CPU preset on each class-balanced half
 # of the shared CIFAR-10 subset (half 0, then half 1), then one document from both.
@@ -39,7 +43,6 @@ SUBSET = ../shared/data/cifar10-subset/cifar-10-python-subset.tar.gz
 SUBSET_MD5 = 03223099d0e2676ccf4a9d282a75807c
 EVIDENCE_RUNS = runs/cifar_cpu
 evidence: install
-	mkdir -p $(EVIDENCE_RUNS) && date +%s > $(EVIDENCE_RUNS)/started
 	$(MAKE) evidence-half0 evidence-half1
 	$(BIN)/python scripts/evidence_doc.py --runs $(EVIDENCE_RUNS) --out docs/evidence/cifar_cpu
 

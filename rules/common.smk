@@ -20,7 +20,7 @@ FIGURES_DIR = f"figures/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"
 # What a job's error message tells the user to run to rebuild a damaged or stale file.
-os.environ[hd.REBUILD_COMMAND_VARIABLE] = hd.rebuild_command(workflow.overwrite_configfiles)
+os.environ[hd.REBUILD_COMMAND_VARIABLE] = hd.rebuild_options(workflow.overwrite_configfiles)
 SEEDS = config["models"]["seeds"]
 STEPS = sorted(config["train"]["checkpoints"])
 MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["models"]["depths"]]

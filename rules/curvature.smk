@@ -61,11 +61,13 @@ rule curvature_summary:
         gauss_newton=(
             [gauss_newton_file(*run) for run in runs(steps=CURVATURE_STEPS)] if CURVATURE["gauss_newton"] else []
         ),
+        checkpoints=[checkpoint_file(*run) for run in runs(steps=CURVATURE_STEPS)],
     output:
         csv=f"{RESULTS}/summary_curvature.csv",
         by_model=f"{RESULTS}/summary_curvature_by_model.csv",
     params:
         stats=config["stats"],
+        settings=curvature_params(),
     log:
         f"{LOGS}/curvature_summary.log",
     benchmark:

@@ -9,6 +9,7 @@ from hessdepth.summary import (
 
 hd.setup_job(snakemake.log[0])
 stats = snakemake.params.stats
-rows = summarize_curvature(snakemake.input.blocks, snakemake.input.gauss_newton, stats=stats)
+rows = summarize_curvature(snakemake.input.blocks, snakemake.input.gauss_newton, stats=stats,
+                           checkpoints=snakemake.input.checkpoints, settings=snakemake.params.settings)
 write_csv(snakemake.output.csv, rows, CURVATURE_COLUMNS)
 write_csv(snakemake.output.by_model, aggregate_curvature(rows, stats["confidence"]), CURVATURE_BY_MODEL_COLUMNS)

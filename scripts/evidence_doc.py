@@ -19,6 +19,7 @@ from hessdepth.findings import publishable_config, render_results  # noqa: E402
 from hessdepth.summary import read_csv  # noqa: E402
 
 TABLES = ("summary.csv", "summary_by_model.csv")
+CURVATURE_TABLES = ("summary_curvature.csv", "summary_curvature_by_model.csv")
 
 
 def merged(base: dict, override: dict) -> dict:
@@ -34,16 +35,37 @@ def copy_run(run: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
         shutil.copyfile(run / "results/cifar_cpu" / name, out / name)
+    for name in CURVATURE_TABLES:  # when the run had the curvature stages on
+        if (run / "results/cifar_cpu" / name).exists():
+            shutil.copyfile(run / "results/cifar_cpu" / name, out / name)
     figures = sorted((run / "figures/cifar_cpu").glob("fig*.png"))
     for fig in figures:
         shutil.copyfile(fig, out / fig.name)
     return [out / fig.name for fig in figures]
 
 
-def job_minutes(runs: list[Path]) -> tuple[float, int]:
-    seconds = [float(tsv.read_text().splitlines()[-1].split("\t")[0])
-               for run in runs for tsv in (run / "benchmarks").rglob("*.tsv")]
+CURVATURE_RULES = ("block_moments", "gauss_newton")
+
+
+def job_minutes(run: Path, rules: tuple[str, ...] | None = None) -> tuple[float, int]:
+    """Job time (minutes) summed over a run's benchmark files, and their count; ``rules``: only those."""
+    tsvs = [t for t in (run / "benchmarks").rglob("*.tsv") if rules is None or t.parent.name in rules]
+    seconds = [float(t.read_text().splitlines()[-1].split("\t")[0]) for t in tsvs]
     return sum(seconds) / 60, len(seconds)
+
+
+def wall_note(run: Path, name: str) -> str:
+    """One half's wall time, from its dataset file to its last table or figure, and its job time."""
+    first = (run / "results/cifar_cpu/data.h5").stat().st_mtime
+    last = max(p.stat().st_mtime for d in ("results/cifar_cpu", "figures/cifar_cpu") for p in (run / d).rglob("*")
+               if p.is_file())
+    minutes, jobs = job_minutes(run)
+    note = (f"{name}: {(last - first) / 60:.1f} min wall clock on {time.strftime('%Y-%m-%d', time.gmtime(first))}, "
+            f"{minutes:.1f} min of job time over {jobs} jobs")
+    curvature, stages = job_minutes(run, CURVATURE_RULES)
+    if stages:
+        note += f" ({curvature:.1f} min of it in the {stages} curvature jobs)"
+    return note
 
 
 def power_section() -> list[str]:
@@ -73,10 +95,8 @@ def main() -> None:
     data = halves[0] / "results/cifar_cpu/data.h5"
     config = merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(args.preset.read_text()))
     config = merged(config, {"data": {"archive": hd.describe_dataset(data).split(",")[0], "half": 0}})
-    started = float((args.runs / "started").read_text())
-    minutes, jobs = job_minutes(halves)
-    wall = (f"{(time.time() - started) / 60:.1f} min wall clock for both halves, one after the other, "
-            f"from `make evidence` to this document; {minutes:.1f} min of job time summed over {jobs} jobs")
+    wall = "; ".join(wall_note(run, f"half {i}") for i, run in enumerate(halves))
+    curvature = [args.out / name for name in CURVATURE_TABLES if (args.out / name).exists()]
     text = render_results(
         read_csv(args.out / "summary.csv"),
         read_csv(args.out / "summary_by_model.csv"),
@@ -84,11 +104,12 @@ def main() -> None:
         config=publishable_config(config),
         machine=hd.machine_description(),
         wall_time=wall,
-        sources=[*TABLES, *(f"half1/{t}" for t in TABLES)],
+        sources=[*TABLES, *(p.name for p in curvature), *(f"half1/{t}" for t in TABLES)],
         data_source=hd.describe_dataset(data),
         replications={"half 1": read_csv(args.out / "half1/summary.csv")},
         run_name="half 0",
         generator="scripts/evidence_doc.py (make evidence)",
+        curvature=tuple(read_csv(p) for p in curvature) or None,
     )
     power = power_section()
     if power:

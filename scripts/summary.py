@@ -11,9 +11,10 @@ summary = summarize(
     snakemake.input.lanczos, snakemake.input.moments, snakemake.input.checkpoints,
     density=params.density, stats=params.stats,
     expect=[{"model": m, "seed": int(s), "step": int(t)} for m, s, t in params.runs],
+    settings=params.settings,
 )
 by_model = aggregate_by_model(summary.rows, params.stats["confidence"])
 write_summary(
     snakemake.output.h5, snakemake.output.csv, snakemake.output.by_model, summary, by_model,
-    attrs={"density": params.density, "stats": params.stats},
+    attrs={"density": params.density, "stats": params.stats, "settings": params.settings},
 )

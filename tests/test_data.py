@@ -380,3 +380,21 @@ def test_balanced_halves_partition_the_training_set_class_by_class():
     data = hd.synthetic_dataset(100, 20, seed=0)
     half = hd.training_half(data, 1)
     assert len(half.train_labels) == 50 and len(half.test_labels) == 20
+
+
+def test_download_without_md5_refuses_and_refetches_a_truncated_archive(tmp_path, http_server, small):
+    """With data.md5 null a cut connection must not leave a short archive that is kept for good."""
+    root, base = http_server
+    url = f"{base}/cifar-10-python.tar.gz"
+    write_cifar_archive(tmp_path / "whole.tar.gz", small, per_batch=10)
+    whole = (tmp_path / "whole.tar.gz").read_bytes()
+    (root / "cifar-10-python.tar.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match="is not a complete tar.gz archive.*the file was removed"):
+        download_cifar10(dest, url=url, md5=None)
+    assert list(dest.iterdir()) == []
+
+    (dest / "cifar-10-python.tar.gz").write_bytes(whole[:1000])  # a short file left by an older version
+    (root / "cifar-10-python.tar.gz").write_bytes(whole)
+    path = download_cifar10(dest, url=url, md5=None)
+    assert path.read_bytes() == whole

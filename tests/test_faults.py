@@ -1,13 +1,21 @@
 """Fault injection through the real snakemake CLI: a misplaced or damaged intermediate is an error
 that names the file, never a finished run with different numbers."""
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import h5py
 import pytest
 
-from conftest import snakemake
+from conftest import ROOT, snakemake
 from hessdepth.h5io import OutputError, check_identity
 from hessdepth.summary import summarize
+from hessdepth.data import synthetic_dataset
+from test_data import tampered
 from test_summary import DENSITY, STATS, make_runs
 
 pytestmark = pytest.mark.workflow
@@ -28,7 +36,7 @@ def test_identity_is_checked_against_what_the_path_stands_for(tmp_path):
 def finished_run(tmp_path_factory):
     """The test preset run once through the summary."""
     workdir = tmp_path_factory.mktemp("run")
-    snakemake(workdir, "results/synthetic/summary.csv")
+    snakemake(workdir, "results/test/summary.csv")
     return workdir
 
 
@@ -40,23 +48,130 @@ def copy_of(finished_run, tmp_path):
 
 def test_a_checkpoint_copied_into_another_models_folder_is_refused(finished_run, tmp_path):
     workdir = copy_of(finished_run, tmp_path)
-    train = workdir / "results/synthetic/train"
+    train = workdir / "results/test/train"
     shutil.copyfile(train / "resnet8/seed0/step10.h5", train / "simple8/seed0/step10.h5")
-    summary = (workdir / "results/synthetic/summary.csv").read_text()
-    proc = snakemake(workdir, "results/synthetic/summary.csv", check=False)
+    summary = (workdir / "results/test/summary.csv").read_text()
+    proc = snakemake(workdir, "results/test/summary.csv", check=False)
     assert proc.returncode != 0
     assert "holds {'model': 'resnet8'} but stands for {'model': 'simple8'}" in proc.stdout + proc.stderr + \
         "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
-    assert (workdir / "results/synthetic/summary.csv").read_text() == summary  # nothing already computed is lost
+    assert (workdir / "results/test/summary.csv").read_text() == summary  # nothing already computed is lost
 
 
 def test_a_flipped_byte_in_a_spectrum_is_refused_by_the_summary(finished_run, tmp_path):
     workdir = copy_of(finished_run, tmp_path)
-    lanczos = workdir / "results/synthetic/hessian/simple14/seed0/step20/lanczos.h5"
+    lanczos = workdir / "results/test/hessian/simple14/seed0/step20/lanczos.h5"
     with h5py.File(lanczos, "r+") as f:
         f["weights"][0, 0] = f["weights"][0, 0] * (1 + 1e-9)  # a tiny edit, checksums recomputed by HDF5
-    (workdir / "results/synthetic/summary.csv").unlink()
-    proc = snakemake(workdir, "results/synthetic/summary.csv", check=False)
-    log = (workdir / "logs/synthetic/summary.log").read_text()
+    (workdir / "results/test/summary.csv").unlink()
+    proc = snakemake(workdir, "results/test/summary.csv", check=False)
+    log = (workdir / "logs/test/summary.log").read_text()
     assert proc.returncode != 0 and f"{lanczos.relative_to(workdir)}: damaged" in log
-    assert not (workdir / "results/synthetic/summary.csv").exists()
+    assert not (workdir / "results/test/summary.csv").exists()
+    assert "--configfile" in log  # the rebuild hint names the config that made the file
+
+
+def test_the_rebuild_hint_rebuilds_the_file(finished_run, tmp_path):
+    """Following the hint word for word (from the run's folder) rebuilds the damaged file."""
+    workdir = copy_of(finished_run, tmp_path)
+    checkpoint = workdir / "results/test/train/simple8/seed0/step10.h5"
+    with h5py.File(checkpoint, "r+") as f:
+        f.attrs["train_loss"] = 0.0
+    proc = snakemake(workdir, "results/test/hessian/simple8/seed0/step10/lanczos.h5", "--forcerun", "lanczos",
+                     check=False)
+    log = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+    hint = re.search(r"rebuild it with: (rm -f \S+ && snakemake [^\n;]+)", log)
+    assert proc.returncode != 0 and hint, log[-2000:]
+    assert "--configfile" in hint.group(1)
+    command = hint.group(1).replace(" snakemake ", f" {sys.executable} -m snakemake --snakefile {ROOT / 'Snakefile'} ", 1)
+    subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True)
+    proc = snakemake(workdir, "results/test/hessian/simple8/seed0/step10/lanczos.h5", "--forcerun", "lanczos")
+
+
+def test_the_summary_refuses_rows_made_with_other_settings(finished_run, tmp_path):
+    """With --rerun-triggers mtime a changed setting reruns only what is missing: the summary
+    must not mix the new file with the others."""
+    workdir = copy_of(finished_run, tmp_path)
+    lanczos = workdir / "results/test/hessian/resnet8/seed0/step10/lanczos.h5"
+    lanczos.unlink()
+    proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "mtime", check=False,
+                     overrides={"lanczos": {"iterations": 9}})
+    log = (workdir / "logs/test/summary.log").read_text()
+    assert proc.returncode != 0
+    assert "was made with other settings: iterations=8 (the config says 9)" in log
+    assert "--configfile" in log
+
+
+def test_a_result_from_a_retrained_checkpoint_is_refused(finished_run, tmp_path):
+    """A checkpoint rebuilt with other training settings while its spectra stay: the summary names them."""
+    workdir = copy_of(finished_run, tmp_path)
+    for checkpoint in (workdir / "results/test/train/simple8/seed0").glob("*.h5"):
+        checkpoint.unlink()
+    (workdir / "results/test/summary.csv").unlink()
+    proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "input", "--allowed-rules",
+                     "train", "summary", check=False, overrides={"train": {"lr": 0.02}})
+    log = (workdir / "logs/test/summary.log").read_text()
+    assert proc.returncode != 0
+    assert "lanczos.h5 was computed from another version of results/test/train/simple8/seed0/step10.h5" in log
+
+
+def test_presets_write_under_their_own_names(tmp_path):
+    for configfile, run in (("config/test.yaml", "test"), ("config/demo.yaml", "demo")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--dry-run", "--snakefile", str(ROOT / "Snakefile"),
+             "--directory", str(tmp_path), "--configfile", str(ROOT / configfile), "--cores", "1"],
+            capture_output=True, text=True, check=True)
+        outputs = re.findall(r"output: (\S+?),?\n", proc.stdout)
+        assert outputs and all(o.split("/")[:2] in (["results", run], ["figures", run]) for o in outputs
+                               if not o.startswith("results/downloads")), outputs[:5]
+
+
+def test_after_a_kill_unlock_then_rerun_incomplete_resumes_training(tmp_path):
+    """README, Reliability: the whole snakemake process killed mid-training; the next run is told
+    to unlock, and --unlock then --rerun-incomplete resumes training from its last snapshot."""
+    target = "results/test/train/resnet8/seed0/curve.h5"
+    overrides = {"train": {"steps": 2000, "snapshot_every": 10, "log_every": 100}}
+    snakemake(tmp_path, "results/test/data.h5", overrides=overrides)
+    cmd = [sys.executable, "-m", "snakemake", target, "--snakefile", str(ROOT / "Snakefile"), "--directory",
+           str(tmp_path), "--configfile", str(ROOT / "config/test.yaml"), str(tmp_path / "overrides.yaml"),
+           "--cores", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    snapshot = tmp_path / "results/test/train/resnet8/seed0/snapshot.pt"
+    deadline = time.monotonic() + 300
+    while not snapshot.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert snapshot.exists()
+
+    locked = snakemake(tmp_path, target, overrides=overrides, check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    snakemake(tmp_path, target, "--unlock", overrides=overrides)
+    snakemake(tmp_path, target, "--rerun-incomplete", overrides=overrides)
+    log = (tmp_path / "logs/test/train/resnet8_seed0.log").read_text()
+    assert "resuming from step" in log
+    assert not snapshot.exists()  # a finished run removes its snapshot
+
+
+def test_a_malformed_cifar_batch_stops_the_run_naming_archive_and_batch(tmp_path):
+    """Class 2 through the CLI: labels of one batch that do not match its rows."""
+    small = synthetic_dataset(50, 20, seed=3)
+
+    def fewer_labels(batch):
+        return {**batch, "labels": batch["labels"][:-1]}
+
+    archive = tampered(tmp_path, small, data_batch_2=fewer_labels)
+    overrides = {"dataset": "cifar10", "data": {"archive": str(archive), "md5": None}}
+    proc = snakemake(tmp_path / "run", "results/test/data.h5", overrides=overrides, check=False)
+    log = (tmp_path / "run/logs/test/prepare_data.log").read_text()
+    assert proc.returncode != 0
+    assert "tampered.tar.gz: cifar-10-batches-py/data_batch_2" in log and "DataError" in log
+    assert not (tmp_path / "run/results/test/data.h5").exists()
+
+
+def test_a_float_where_an_integer_belongs_fails_before_any_job(tmp_path):
+    """Class 5 through the CLI: the config is checked, types strictly, before anything runs."""
+    proc = snakemake(tmp_path, "--config", "train={steps: 20.0}", check=False)
+    assert proc.returncode != 0
+    assert "train.steps" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

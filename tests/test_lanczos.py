@@ -5,6 +5,7 @@ import torch
 
 import hessdepth as hd
 import tiny_models as tm
+from hessdepth.lanczos import LOCKSTEP_MEMORY_GB
 
 
 def rotated(eigenvalues, seed=0, dtype=torch.float64):
@@ -145,6 +146,39 @@ def test_block_lockstep_equals_one_at_a_time_on_a_hessian(mode):
     np.testing.assert_allclose(three.alpha, one.alpha, atol=1e-10 * scale)
     np.testing.assert_allclose(three.nodes, one.nodes, atol=1e-10 * scale)
     np.testing.assert_allclose(three.weights, one.weights, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", hd.BN_MODES)
+def test_probes_sharing_each_batchs_graph_give_bitwise_the_one_at_a_time_results(mode):
+    """Uncached double backward: "auto" runs every probe in lockstep, each row's product computed
+    exactly as alone (one first-order graph per batch, one second backward per probe)."""
+    model, batches = tm.make_case("cnn")
+    op = hd.HessianOperator(model, batches, bn_mode=mode, composition="double_backward")
+    assert op.shares_graphs and hd.lockstep_block(op, probes=3) == 3
+    one = hd.slq(op, iterations=8, probes=3, seed=2, block=1)
+    together = hd.slq(op, iterations=8, probes=3, seed=2)
+    for key in ("alpha", "beta", "nodes", "weights", "steps"):
+        np.testing.assert_array_equal(getattr(together, key), getattr(one, key))
+    np.testing.assert_array_equal(hd.hutchinson_moments(op, probes=3, seed=1).probe_values,
+                                  hd.hutchinson_moments(op, probes=3, seed=1, block=1).probe_values)
+
+
+def test_lockstep_block_policy():
+    model, batches = tm.make_case("cnn")
+    cached = hd.HessianOperator(model, batches, composition="double_backward_cached")
+    uncached = hd.HessianOperator(model, batches, composition="double_backward")
+    lockstep_block = hd.lockstep_block
+    assert lockstep_block(cached, probes=10) == 1  # a kept graph: nothing to share
+    assert lockstep_block(uncached, probes=10) == 10
+    first = next(name for name, _ in model.named_parameters())
+    assert lockstep_block(hd.block(uncached, [first]), probes=10) == 10  # a block's products are H's
+    gib = 2**30
+    assert lockstep_block(uncached, probes=10, bytes_per_probe=gib) == int(LOCKSTEP_MEMORY_GB)
+    assert lockstep_block(uncached, probes=10, bytes_per_probe=100 * gib) == 1
+    assert lockstep_block(cached, probes=10, block=4) == 4  # asked for: kept
+    for bad in (0, -1, 2.5, "many", True):
+        with pytest.raises(ValueError, match="block must be 'auto' or an integer >= 1"):
+            lockstep_block(cached, probes=10, block=bad)
 
 
 def test_progress_bar_writes_to_stderr(capsys):

@@ -189,7 +189,7 @@ def test_readers_name_the_file_what_is_missing_and_the_fix(tmp_path):
         open_checked(path, datasets=["alpha", "nodes"], attrs=["model", "bn_mode"])
     message = str(err.value)
     assert str(path) in message and "dataset 'nodes'" in message and "attribute 'bn_mode'" in message
-    assert f"snakemake --cores all {path}" in message
+    assert f"rm -f {path} && snakemake {path} --cores all" in message
 
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(path.read_bytes()[:200])
@@ -200,22 +200,22 @@ def test_readers_name_the_file_what_is_missing_and_the_fix(tmp_path):
 @pytest.mark.workflow
 def test_diverged_models_are_recorded_and_the_figures_go_on(tmp_path):
     overrides = {"train": {"lr": 1.0e6, "on_divergence": "record"}}
-    snakemake(tmp_path, "results/synthetic/summary.csv", "figures/fig3_moments.png", overrides=overrides)
-    rows = (tmp_path / "results/synthetic/summary.csv").read_text().splitlines()
+    snakemake(tmp_path, "results/test/summary.csv", "figures/test/fig3_moments.png", overrides=overrides)
+    rows = (tmp_path / "results/test/summary.csv").read_text().splitlines()
     header = rows[0].split(",")
     diverged = [r.split(",")[header.index("diverged")] for r in rows[1:]]
     assert diverged == ["True"] * 8
-    with h5py.File(tmp_path / "results/synthetic/hessian/simple8/seed0/step10/lanczos.h5") as f:
+    with h5py.File(tmp_path / "results/test/hessian/simple8/seed0/step10/lanczos.h5") as f:
         assert f.attrs["diverged"] and np.isnan(f["nodes"][()]).all()
-    assert (tmp_path / "figures/fig3_moments.png").stat().st_size > 5000
+    assert (tmp_path / "figures/test/fig3_moments.png").stat().st_size > 5000
 
 
 @pytest.mark.workflow
 def test_divergence_is_an_error_by_default_and_keeps_nothing_half_done(tmp_path):
-    proc = snakemake(tmp_path, "results/synthetic/train/simple8/seed0/curve.h5",
+    proc = snakemake(tmp_path, "results/test/train/simple8/seed0/curve.h5",
                      overrides={"train": {"lr": 1.0e6}}, check=False)
     assert proc.returncode != 0
-    log = (tmp_path / "logs/synthetic/train/simple8_seed0.log").read_text()
+    log = (tmp_path / "logs/test/train/simple8_seed0.log").read_text()
     assert "TrainingDiverged" in log
-    assert not (tmp_path / "results/synthetic/train/simple8/seed0/curve.h5").exists()
-    assert planned_jobs(tmp_path, "results/synthetic/train/simple8/seed0/curve.h5") == {"train": 1}
+    assert not (tmp_path / "results/test/train/simple8/seed0/curve.h5").exists()
+    assert planned_jobs(tmp_path, "results/test/train/simple8/seed0/curve.h5") == {"train": 1}

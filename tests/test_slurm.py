@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests/cluster"
-R = "results/synthetic"
+R = "results/test"
 COMPUTE_JOBS = {"prepare_data": 1, "train": 4, "lanczos": 8, "moments": 8, "gradnorms": 2,
                 "block_moments": 4, "gauss_newton": 4}  # config/test.yaml: the curvature stages at step 10
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
@@ -112,9 +112,9 @@ def test_every_output_is_made(slurm_run):
     assert sorted((r["model"], int(r["step"])) for r in rows) == sorted((m, s) for m in MODELS for s in (10, 20))
     for fig in FIGURES:
         for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
-            path = slurm_run / f"figures/{fig}.{ext}"
+            path = slurm_run / f"figures/test/{fig}.{ext}"
             assert path.read_bytes()[:4] == magic and path.stat().st_size > 5000, path
-    assert "fig3_moments.png" in (slurm_run / "figures/results.md").read_text()
+    assert "fig3_moments.png" in (slurm_run / "figures/test/results.md").read_text()
 
 
 def test_compute_jobs_ran_as_slurm_jobs(slurm_run):
@@ -124,8 +124,8 @@ def test_compute_jobs_ran_as_slurm_jobs(slurm_run):
     for rule, count in COMPUTE_JOBS.items():
         job_ids = slurm_job_ids(slurm_run, rule)
         assert len(job_ids) >= count, (rule, job_ids)
-        logs = [slurm_run / f"logs/synthetic/{rule}.log"] if count == 1 else \
-            sorted((slurm_run / f"logs/synthetic/{rule}").glob("*.log"))
+        logs = [slurm_run / f"logs/test/{rule}.log"] if count == 1 else \
+            sorted((slurm_run / f"logs/test/{rule}").glob("*.log"))
         assert len(logs) == count, (rule, logs)
         for log in logs:
             in_log = [int(i) for i in re.findall(r"SLURM_JOB_ID=(\d+)", log.read_text())]
@@ -156,7 +156,7 @@ def test_cancelled_training_resumes_from_snapshot(slurm_cluster, tmp_path):
 
     assert job_state(cancelled) == "CANCELLED", "the first training job was cancelled, not finished"
     (resubmitted,) = slurm_job_ids(tmp_path, "train") - {cancelled}
-    log = (tmp_path / "logs/synthetic/train/resnet8_seed0.log").read_text()
+    log = (tmp_path / "logs/test/train/resnet8_seed0.log").read_text()
     assert f"SLURM_JOB_ID={resubmitted}" in log
     resumed = [int(s) for s in re.findall(r"resuming from step (\d+)", log)]
     assert len(resumed) == 1, f"one resume expected:\n{log}"

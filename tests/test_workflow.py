@@ -15,7 +15,7 @@ from conftest import ROOT, SUBSET_MD5, planned_jobs, snakemake
 from hessdepth.summary import CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, CURVATURE_STAT_COLUMNS
 
 pytestmark = pytest.mark.workflow
-R = "results/synthetic"
+R = "results/test"
 FIGURES = ["fig1_gradnorms", "fig2_depth_densities", "fig3_moments", "fig4_densities_steps",
            "fig5_curves", "fig6_curves"]
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
@@ -87,14 +87,14 @@ def test_summary(full_run):
 def test_figures_report_and_results(full_run):
     for fig in FIGURES:
         for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
-            path = full_run / f"figures/{fig}.{ext}"
+            path = full_run / f"figures/test/{fig}.{ext}"
             assert path.read_bytes()[:4] == magic and path.stat().st_size > 5000
-    assert "fig3_moments.png" in (full_run / "figures/results.md").read_text()
+    assert "fig3_moments.png" in (full_run / "figures/test/results.md").read_text()
     assert (full_run / "report.html").stat().st_size > 100_000
 
 
 def test_every_rule_has_log_and_benchmark(full_run):
-    logs = {p.parent.name if p.parent.name not in ("synthetic", "logs") else p.stem
+    logs = {p.parent.name if p.parent.name not in ("test", "logs") else p.stem
             for p in (full_run / "logs").rglob("*.log")}
     assert {"train", "lanczos", "moments", "gradnorms", "figures", "prepare_data", "summary"} <= logs
     assert list((full_run / "benchmarks").rglob("*.tsv"))
@@ -141,9 +141,9 @@ def test_curvature_stages_at_their_steps(full_run):
     by_model = list(csv.DictReader(open(full_run / f"{R}/summary_curvature_by_model.csv")))
     assert list(by_model[0]) == list(CURVATURE_BY_MODEL_COLUMNS) and len(by_model) == 4
     for fig in ("fig7_blocks", "fig8_gauss_newton"):
-        assert (full_run / f"figures/{fig}.png").stat().st_size > 5000
-        assert (full_run / f"figures/{fig}.pdf").read_bytes()[:4] == b"%PDF"
-    doc = (full_run / "figures/results.md").read_text()
+        assert (full_run / f"figures/test/{fig}.png").stat().st_size > 5000
+        assert (full_run / f"figures/test/{fig}.pdf").read_bytes()[:4] == b"%PDF"
+    doc = (full_run / "figures/test/results.md").read_text()
     assert "## Where the outliers live" in doc and "heaviest block" in doc and "fig8_gauss_newton.png" in doc
     assert "Is it the Gauss-Newton part that skip connections damp?" in doc
     logs = {p.parent.name for p in (full_run / "logs").rglob("*.log")}
@@ -175,8 +175,8 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_a_figure_schedules_only_its_upstream(tmp_path):
-    assert planned_jobs(tmp_path, "figures/fig5_curves.pdf") == {"prepare_data": 1, "train": 2, "figure": 1}
-    fig1 = planned_jobs(tmp_path, "figures/fig1_gradnorms.png")
+    assert planned_jobs(tmp_path, "figures/test/fig5_curves.pdf") == {"prepare_data": 1, "train": 2, "figure": 1}
+    fig1 = planned_jobs(tmp_path, "figures/test/fig1_gradnorms.png")
     assert fig1 == {"prepare_data": 1, "train": 2, "gradnorms": 2, "figure": 1}
 
 
@@ -191,10 +191,10 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 def test_cifar_subset_through_data_archive(tmp_path, subset_archive):
-    target = "results/cifar10/train/resnet8/seed0/step10.h5"
+    target = "results/test/train/resnet8/seed0/step10.h5"
     snakemake(tmp_path, target,
               overrides={"dataset": "cifar10", "data": {"archive": str(subset_archive), "md5": SUBSET_MD5}})
-    with h5py.File(tmp_path / "results/cifar10/data.h5") as f:
+    with h5py.File(tmp_path / "results/test/data.h5") as f:
         assert f["train/images"].shape == (5000, 3, 32, 32) and f["test/images"].shape == (1000, 3, 32, 32)
         assert not f.attrs["synthetic"] and f.attrs["md5"] == SUBSET_MD5
         assert np.bincount(f["train/labels"][()]).tolist() == [500] * 10
@@ -244,11 +244,11 @@ def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
     preset["figures"] = {"gradnorms": {"depth": 20, "step": 3},
                          "depth_densities": {"arch": "simple", "depths": [8, 20], "step": 6},
                          "moments": {"step": 6}, "densities_steps": {"depth": 20, "steps": [3, 6]}, "curves": [8, 20]}
-    snakemake(tmp_path, "figures/results.md", overrides=preset)
-    rows = list(csv.DictReader(open(tmp_path / "results/cifar10/summary.csv")))
+    snakemake(tmp_path, "figures/test/results.md", overrides=preset)
+    rows = list(csv.DictReader(open(tmp_path / "results/test/summary.csv")))
     seeds = preset["models"]["seeds"]
     assert len(seeds) >= 3 and len(rows) == 2 * 2 * len(seeds) * 2 and {int(r["seed"]) for r in rows} == set(seeds)
-    doc = (tmp_path / "figures/results.md").read_text()
+    doc = (tmp_path / "figures/test/results.md").read_text()
     assert "Deeper simple nets train slower" in doc and "Synthetic data" not in doc
     assert f"cifar-10-python-subset.tar.gz, md5 {SUBSET_MD5}; class-balanced half 1 of the training images (2500)" in doc
     assert str(subset_archive.parent) not in doc and str(tmp_path) not in doc

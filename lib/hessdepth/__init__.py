@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 from .models import build_model, count_params, model_id, parse_model_id, resnet_blocks  # noqa: E402
 from .config import ConfigError, check_config, coerce_cli_strings, training_class_counts  # noqa: E402
 from .h5io import REBUILD_COMMAND_VARIABLE, OutputError  # noqa: E402
-from .jobs import machine_description, rebuild_command, run_identity, run_name, run_time_note, setup_job  # noqa: E402
+from .jobs import machine_description, rebuild_options, run_identity, run_name, run_time_note, setup_job  # noqa: E402
 from .probestore import ProbeStore  # noqa: E402
 from .data import (  # noqa: E402
     CifarData,
@@ -34,7 +34,7 @@ from .curvature import (  # noqa: E402
     block,
     parameter_indices,
 )
-from .lanczos import SLQResult, gauss_quadrature, lanczos, probe_vector, slq  # noqa: E402
+from .lanczos import SLQResult, gauss_quadrature, lanczos, lockstep_block, probe_vector, slq  # noqa: E402
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats  # noqa: E402
 from .density import density, node_spacing_width  # noqa: E402
 from .analysis import run_block_moments, run_gauss_newton, run_gradnorms, run_lanczos, run_moments  # noqa: E402

@@ -63,6 +63,11 @@ class BlockOperator(LinearOperator):
         self.op, self.index = op, index.to(op.device)
         self.num_params, self.device, self.dtype = len(index), op.device, op.dtype
 
+    @property
+    def shares_graphs(self) -> bool:
+        """As the full operator's: a block's matmat is one matmat of the full operator."""
+        return getattr(self.op, "shares_graphs", False)
+
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         if V.dim() != 2 or V.shape[1] != self.num_params:
             raise ValueError(f"expected shape (k, {self.num_params}), got {tuple(V.shape)}")

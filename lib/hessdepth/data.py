@@ -240,25 +240,27 @@ def read_cifar_archive(path: os.PathLike | str, md5: str | None = None) -> Cifar
 def download_cifar10(
     dest_dir: os.PathLike | str, url: str = OFFICIAL_URL, md5: str | None = OFFICIAL_MD5
 ) -> Path:
-    """Download the archive into ``dest_dir`` (named after the url) and check its md5.
+    """Download the archive into ``dest_dir`` (named after the url) and check its md5 (with
+    ``md5=None``: that it is a complete tar.gz, since a cut connection can end a download early).
 
-    An existing file with the right md5 is kept. The download goes to a temporary name and is
-    renamed only once its md5 matches, so a failed or bad download leaves ``dest_dir`` as it was.
+    An existing file that passes the check is kept, one that fails it is fetched again. The
+    download goes to a temporary name and is renamed only once it passes, so a failed or bad
+    download leaves ``dest_dir`` as it was.
     """
     from torchvision.datasets.utils import download_url
 
     dest_dir, md5 = Path(dest_dir), None if md5 is None else md5.lower()
     path = dest_dir / os.path.basename(url)
-    if path.is_file() and (md5 is None or file_md5(path) == md5):
+    if path.is_file() and _archive_problem(path, md5) is None:
         return path
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = dest_dir / f".{path.name}.part-{os.getpid()}"
     try:
         download_url(url, str(dest_dir), filename=part.name, md5=None)
-        actual = file_md5(part)
-        if md5 is not None and actual != md5:
+        problem = _archive_problem(part, md5)
+        if problem:
             raise DataError(
-                f"download of {url} has md5 {actual}, expected {md5}; the file was removed. "
+                f"download of {url} {problem}; the file was removed. "
                 "Retry later, or point data.archive at a copy of the archive you trust"
             )
         os.replace(part, path)
@@ -270,6 +272,21 @@ def download_cifar10(
     finally:
         part.unlink(missing_ok=True)
     return path
+
+
+def _archive_problem(path: Path, md5: str | None) -> str | None:
+    """What is wrong with a downloaded archive: an md5 other than ``md5``, or, without one, a
+    gzip stream or tar that ends early; None when nothing is."""
+    if md5 is not None:
+        actual = file_md5(path)
+        return None if actual == md5 else f"has md5 {actual}, expected {md5}"
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for _ in tar:  # walks every member header, so reads the stream to its last member's end
+                pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        return f"is not a complete tar.gz archive ({err})"
+    return None
 
 
 def synthetic_dataset(n_train: int, n_test: int, seed: int, num_classes: int = 10) -> CifarData:

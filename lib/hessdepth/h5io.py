@@ -31,12 +31,13 @@ class OutputError(RuntimeError):
     """An input file is missing, incomplete or not what the reader expects."""
 
 
-REBUILD_COMMAND_VARIABLE = "HESSDEPTH_REBUILD"  # the workflow sets it to its snakemake command line
+REBUILD_COMMAND_VARIABLE = "HESSDEPTH_REBUILD"  # the workflow sets it to its snakemake options
 
 
 def rebuild_hint(path: os.PathLike | str) -> str:
-    command = os.environ.get(REBUILD_COMMAND_VARIABLE, "snakemake --cores all")
-    return f"rebuild it with: rm -f {path} && {command} {path}"
+    """The command that rebuilds ``path``: targets first, since ``--configfile`` takes several values."""
+    options = os.environ.get(REBUILD_COMMAND_VARIABLE, "--cores all")
+    return f"rebuild it with: rm -f {path} && snakemake {path} {options}"
 
 
 def _attr_value(value):

@@ -24,10 +24,9 @@ def run_name(configured: str | None, configfiles) -> str:
     return Path(configfiles[-1]).stem if configfiles else DEFAULT_RUN
 
 
-def rebuild_command(configfiles) -> str:
-    """The snakemake command that rebuilds this run's files: the same ``--configfile`` options."""
-    options = "".join(f" --configfile {_shown_path(f)}" for f in configfiles or ())
-    return f"snakemake --cores all{options}"
+def rebuild_options(configfiles) -> str:
+    """The snakemake options that rebuild this run's files: the same ``--configfile`` options."""
+    return "--cores all" + "".join(f" --configfile {_shown_path(f)}" for f in configfiles or ())
 
 
 def _shown_path(path) -> str:

@@ -20,10 +20,27 @@ from tqdm import tqdm
 from .operator import OperatorError, multiply_rows
 
 PROBE_KINDS = ("rademacher", "gaussian")
-# Probes per pass over the data. On the CPU (ResNet-20, 256 images, the default operator) 2-8
-# probes in lockstep took 1.16-1.2x the time per probe-step of one at a time (bench/lockstep.py);
-# larger blocks may pay off on a GPU that small batches leave idle.
-DEFAULT_BLOCK = 1
+# Probes per pass over the data. "auto": all probes in lockstep (as many as LOCKSTEP_MEMORY_GB of
+# Lanczos bases allow) when the operator's matmat shares each batch's first-order graph among its
+# rows (uncached double_backward: the paper's full-training-set products, bench/RESULTS.md "Shared
+# graphs"), else one at a time: with a kept graph, lockstep took 1.16-1.2x the time per
+# probe-step of one at a time (bench/lockstep.py).
+DEFAULT_BLOCK = "auto"
+LOCKSTEP_MEMORY_GB = 4.0
+
+
+def lockstep_block(op, probes: int, block: int | str = DEFAULT_BLOCK, bytes_per_probe: int = 0) -> int:
+    """How many probes to run through one pass over the data: ``block`` itself, or for "auto"
+    ``probes`` (at most as many as ``LOCKSTEP_MEMORY_GB`` holds at ``bytes_per_probe``) when the
+    operator shares graphs among a matmat's rows, else 1."""
+    if block == "auto":
+        if not getattr(op, "shares_graphs", False):
+            return 1
+        fits = int(LOCKSTEP_MEMORY_GB * 2**30 // bytes_per_probe) if bytes_per_probe else probes
+        return max(1, min(probes, fits))
+    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+        raise ValueError(f"block must be 'auto' or an integer >= 1, got {block!r}")
+    return block
 
 
 def probe_vector(
@@ -160,7 +177,7 @@ def slq(
     kind: str = "rademacher",
     indices: Sequence[int] | None = None,
     callback: Callable[[int, dict], None] | None = None,
-    block: int = DEFAULT_BLOCK,
+    block: int | str = DEFAULT_BLOCK,
     tol: float | None = None,
     progress: bool = False,
 ) -> SLQResult:
@@ -170,13 +187,15 @@ def slq(
     called as each finishes with a dict of that probe's padded ``alpha``, ``beta``, ``nodes``,
     ``weights``, ``steps``, ``seconds`` -- save it to resume later with the missing indices,
     which gives the same rows as one full run. ``block`` probes run in lockstep through
-    ``op.matmat`` (one pass over the data per step, ``block`` bases in memory); results equal
-    one-at-a-time up to rounding. ``progress`` shows a tqdm bar of Lanczos steps on stderr.
+    ``op.matmat`` (one pass over the data per step, ``block`` bases in memory; "auto":
+    :func:`lockstep_block`); results equal one-at-a-time up to rounding (bitwise, with a
+    shared-graph operator on the CPU). ``progress`` shows a tqdm bar of Lanczos steps on stderr.
     """
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
-    if block < 1 or not indices:
-        raise ValueError(f"need block >= 1 and at least one probe, got block={block}, indices={indices}")
+    if not indices:
+        raise ValueError(f"need at least one probe, got indices={indices}")
     n = op.num_params
+    block = lockstep_block(op, len(indices), block, bytes_per_probe=iterations * n * 8)
     rows = []
     bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False,
                disable=not progress)

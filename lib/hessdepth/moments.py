@@ -14,7 +14,7 @@ import torch
 from scipy import stats as sps
 from tqdm import tqdm
 
-from .lanczos import DEFAULT_BLOCK, probe_vector
+from .lanczos import DEFAULT_BLOCK, lockstep_block, probe_vector
 from .operator import multiply_rows
 
 STATS = ("mean", "std", "skewness", "kurtosis")
@@ -48,7 +48,7 @@ def hutchinson_moments(
     *,
     indices: Sequence[int] | None = None,
     callback: Callable[[int, dict], None] | None = None,
-    block: int = DEFAULT_BLOCK,
+    block: int | str = DEFAULT_BLOCK,
     progress: bool = False,
 ) -> HutchinsonResult:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, from two products per Rademacher probe.
@@ -58,9 +58,10 @@ def hutchinson_moments(
     :func:`hessdepth.slq`.
     """
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
-    if block < 1 or not indices:
-        raise ValueError(f"need block >= 1 and at least one probe, got block={block}, indices={indices}")
+    if not indices:
+        raise ValueError(f"need at least one probe, got indices={indices}")
     n = op.num_params
+    block = lockstep_block(op, len(indices), block, bytes_per_probe=3 * n * 8)
     values, seconds = [], []
     groups = [indices[s : s + block] for s in range(0, len(indices), block)]
     for group in tqdm(groups, desc="hutchinson probe blocks", unit="block", leave=False, disable=not progress):

@@ -151,13 +151,25 @@ def _second_backward(graph, tangents, batched, keep=False):
 
 
 def _double_backward(loss, params, tangents, batched):
+    if batched:  # the k tangents share the batch's first-order graph: a second backward each
+        return _shared_second_backward(_gradient_graph(loss, params), tangents)
     return _second_backward(_gradient_graph(loss, params), tangents, batched)
+
+
+def _shared_second_backward(graph, tangents):
+    """One first-order graph, one plain second backward per row of the batched ``tangents``
+    (a loop, not vmap: bench/RESULTS.md "Shared graphs"); each row's product is computed exactly
+    as one unbatched product would be."""
+    k = len(tangents[0])
+    rows = [_second_backward(graph, tuple(t[i] for t in tangents), False, keep=i < k - 1) for i in range(k)]
+    return tuple(torch.stack(parts) for parts in zip(*rows))
 
 
 COMPOSITIONS = {
     "jvp_grad": "forward-over-reverse: torch.func.jvp of torch.func.grad",
     "vjp_grad": "reverse-over-reverse: torch.func.vjp of torch.func.grad (slow on CPU)",
-    "double_backward": "reverse-over-reverse: torch.autograd.grad twice, create_graph=True",
+    "double_backward": "reverse-over-reverse: torch.autograd.grad twice, create_graph=True; the rows of "
+    "a matmat share each batch's first-order graph",
     "double_backward_cached": "double_backward keeping every batch's first-order graph between "
     "products (rebuilt when the parameters change): fastest, but holds all batches' graphs in memory",
 }
@@ -353,8 +365,15 @@ class HessianOperator(LinearOperator):
             raise ValueError(f"expected shape ({self.num_params},), got {tuple(v.shape)}")
         return self._product(v, batched=False)
 
+    @property
+    def shares_graphs(self) -> bool:
+        """Whether the rows of a :meth:`matmat` share each batch's forward pass and first backward
+        (composition double_backward), so that probes run in lockstep cost less per product."""
+        return self.composition == "double_backward"
+
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """H times each row of ``V`` (k, n), all k in one pass over the data (vmap over tangents)."""
+        """H times each row of ``V`` (k, n), all k in one pass over the data: with double_backward
+        the rows share each batch's first-order graph, else vmap over tangents."""
         if V.dim() != 2 or V.shape[1] != self.num_params:
             raise ValueError(f"expected shape (k, {self.num_params}), got {tuple(V.shape)}")
         return self._product(V, batched=True)

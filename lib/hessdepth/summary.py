@@ -28,6 +28,7 @@ from .density import density as spectral_density
 from .density import node_spacing_width
 from .h5io import OutputError, atomic_h5, check_identity, rebuild_hint, open_checked, read_json_attr, string_array, write_attrs
 from .models import resnet_blocks
+from .provenance import check_run, read_provenance
 from .moments import quadrature_moments, spectral_stats
 from .statistics import seed_average
 
@@ -187,6 +188,7 @@ def read_spectrum(
     """
     with open_checked(lanczos_path, ("nodes", "weights")) as f:
         row = read_identity(f, lanczos_path)
+        row["provenance"] = {"lanczos": read_provenance(f, lanczos_path)}
         nodes, weights = f["nodes"][()], f["weights"][()]
         flagged = bool(f.attrs.get("diverged", False))
     used = weights > 0
@@ -214,6 +216,7 @@ def read_spectrum(
     if moments_path is not None:
         with open_checked(moments_path, ("probe_values",)) as f:
             _check_same_run(row, lanczos_path, read_identity(f, moments_path), moments_path)
+            row["provenance"]["moments"] = read_provenance(f, moments_path)
             probe_values = f["probe_values"][()]
         if np.isfinite(probe_values).all():
             row.update(_stats_columns("hutch", probe_values, stats))
@@ -226,6 +229,7 @@ def read_checkpoint_metrics(path: os.PathLike | str) -> dict:
     """Model, seed, step, training metrics and ``diverged`` of a checkpoint (not its state)."""
     with open_checked(path, attrs=METRICS + ("diverged",)) as f:
         row = read_identity(f, path, ("model", "seed", "step"))
+        row["provenance"] = read_provenance(f, path, "config")
         if "dataset" in f.attrs:
             row["dataset"] = str(f.attrs["dataset"])
         row.update({k: float(f.attrs[k]) for k in METRICS})
@@ -241,10 +245,14 @@ def summarize(
     density: dict,
     stats: dict,
     expect: Sequence[dict] | None = None,
+    settings: dict[str, dict] | None = None,
 ) -> Summary:
     """Build the table from three parallel lists of files (one model x seed x step each).
 
     ``expect`` (parallel to the files): the model, seed and step each run's files must hold.
+    ``settings``: the settings the files must have been made with (``lanczos``, ``moments``,
+    ``train``); then every file must also come from its run's checkpoint and all from one dataset
+    (:func:`hessdepth.provenance.check_run`).
 
     ``density``: ``sigma2``, ``grid_points``, ``grid_range`` (std units); ``stats``: keyword
     arguments of :func:`hessdepth.spectral_stats` (``confidence``, ``method``, ``seed``).
@@ -255,7 +263,7 @@ def summarize(
             f"{len(lanczos)} lanczos, {len(moments)} moments, {len(checkpoints)} checkpoints"
         )
     grid = common_grid(density["grid_range"], density["grid_points"])
-    rows, densities = [], []
+    rows, densities, data_sha256 = [], [], None
     for i, (lz, mo, ck) in enumerate(zip(lanczos, moments, checkpoints)):
         spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
                                        spacing_factor=density.get("spacing_factor"))
@@ -263,6 +271,8 @@ def summarize(
         if expect is not None:
             check_identity(lz, spectrum, expect[i])
         _check_same_run(spectrum, lz, metrics, ck)
+        if settings is not None:
+            data_sha256 = check_run(spectrum["provenance"], metrics["provenance"], settings, data_sha256)
         if spectrum["diverged"] and not metrics["diverged"]:
             raise OutputError(
                 f"{lz} or {mo} holds non-finite values but {ck} did not diverge; "
@@ -280,6 +290,7 @@ def read_parts(path: os.PathLike | str, stats: dict, column: str = "{part}") -> 
     blocks.h5 or gauss_newton.h5 file, as columns ``column.format(part=name)_skewness`` ..."""
     with open_checked(path, attrs=("parts",)) as f:
         row = read_identity(f, path)
+        row["provenance"] = read_provenance(f, path)
         values = {name: f[f"{name}/probe_values"][()] for name in read_json_attr(f, "parts")}
         flagged = bool(f.attrs.get("diverged", False))
     row["diverged"] = flagged or not all(np.isfinite(v).all() for v in values.values())
@@ -293,22 +304,28 @@ def read_parts(path: os.PathLike | str, stats: dict, column: str = "{part}") -> 
 
 
 def summarize_curvature(blocks: Sequence[str] | None = None, gauss_newton: Sequence[str] | None = None, *,
-                        stats: dict) -> list[dict]:
+                        stats: dict, checkpoints: Sequence[str] | None = None,
+                        settings: dict | None = None) -> list[dict]:
     """The curvature table (:data:`CURVATURE_COLUMNS`) from parallel lists of blocks.h5 and
     gauss_newton.h5 files, one model x seed x step each; a stage that is off (None or empty)
-    leaves its columns NaN."""
+    leaves its columns NaN. With ``checkpoints`` (parallel) and ``settings`` (the curvature
+    settings the files must have been made with), provenance is checked as in :func:`summarize`."""
     stages = [(files, column) for files, column in ((blocks, "block_{part}"), (gauss_newton, "{part}")) if files]
     if not stages or len({len(files) for files, _ in stages}) > 1:
         raise ValueError("need blocks files, gauss_newton files or equally many of both")
-    rows = []
-    for paths in zip(*(files for files, _ in stages)):
+    rows, data_sha256 = [], None
+    for i, paths in enumerate(zip(*(files for files, _ in stages))):
         row = dict.fromkeys(_with_interval(CURVATURE_STAT_COLUMNS), np.nan)
-        diverged = False
+        diverged, made = False, {}
         for path, (_, column) in zip(paths, stages):
             part = read_parts(path, stats, column)
             _check_same_run(part, path, row, paths[0])
             diverged |= part["diverged"]
+            made[path] = part.pop("provenance")
             row.update(part)
+        if settings is not None:
+            checkpoint = read_checkpoint_metrics(checkpoints[i])["provenance"]
+            data_sha256 = check_run(made, checkpoint, dict.fromkeys(made, settings), data_sha256)
         row["diverged"] = diverged
         rows.append({c: row[c] for c in CURVATURE_COLUMNS})
     return rows
