@@ -36,7 +36,7 @@ ALLOCATOR = ("default" if os.environ.get("HESSDEPTH_DEFAULT_MALLOC") or not hd.k
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
-ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "curvature_cost", "lanczos_overhead", "train_throughput", "cpu_allocator", "gpu",
+ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "shared_graphs", "curvature_cost", "lanczos_overhead", "train_throughput", "cpu_allocator", "gpu",
          "paper_scale_cpu", "evidence_power"]
 CIFAR_SUBSET = BENCH.parent.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"  # ../shared
 

@@ -90,6 +90,8 @@ def cpu_estimate(quick: bool) -> tuple[str, dict] | tuple[None, str]:
     biggest = max(lo["hvp_s"], key=int)
     if lo.get("composition") == "double_backward":  # a cached product would understate the cost
         hvp[lo["depth"]] = lo["hvp_s"][biggest] / int(biggest)
+    shared, shared_note = shared_graph_speedup(quick)
+    hvp = {depth: cost / shared(depth) for depth, cost in hvp.items()}
     step = {r["depth"]: r["median"]["hessdepth (defaults)"] / r["steps"] for r in tr["results"]}
     loads = [l[0] for r in hv["results"] + tr["results"] for l in r["loads"]] + [l[0] for l in lo["results"]["loads"]]
     label = f"CPU estimate: hours of this {common.machine()['cpu_count']}-core CPU machine, not GPU-hours"
@@ -100,7 +102,33 @@ def cpu_estimate(quick: bool) -> tuple[str, dict] | tuple[None, str]:
             + (f" and {biggest} images for ResNet-{lo['depth']}" if lo['depth'] in hvp else "") + "; training: hessdepth defaults). "
             f"Load during those runs: 1-min average {min(loads):.1f}-{max(loads):.1f} on {common.machine()['cpu_count']} "
             "cores, so an idle machine would be faster, but not by the orders of magnitude that matter here.\n")
-    return text + note, totals
+    return text + note + shared_note, totals
+
+
+def shared_graph_speedup(quick: bool):
+    """(depth -> speed-up of a probe-step with the config's probes sharing each batch's graph over
+    one probe at a time, from bench/results/shared_graphs.json (1 without it), and a note)."""
+    p, cfg = paper_scale(), yaml.safe_load((ROOT / "config.yaml").read_text())
+    hutchinson = 2 * cfg["moments"]["probes"] * p["checkpoints"] / p["hvps_per_model"]
+    sg = common.read_result("shared_graphs", quick)
+    if sg is None:
+        return (lambda depth: 1.0), (f"\nHVPs one probe at a time (run bench/shared_graphs.py for the shared-graph "
+                                     f"speed-up); the Hutchinson stage is {hutchinson:.0%} of the HVPs.\n")
+    measured = {}
+    for r in sg["results"]:
+        k = max(int(name.split("=")[1].split()[0]) for name in r["speedup"] if name.endswith("shared")
+                and int(name.split("=")[1].split()[0]) <= cfg["lanczos"]["probes"])
+        measured[r["depth"]] = (k, r["speedup"][f"k={k} shared"])
+    depths = sorted(measured)
+
+    def speedup(depth):  # the nearest measured depth's
+        return measured[min(depths, key=lambda d: abs(d - depth))][1]
+
+    said = ", ".join(f"ResNet-{d} {s:.2f}x at k = {k}" for d, (k, s) in sorted(measured.items()))
+    return speedup, (f"\nHVPs with the probes sharing each batch's first-order graph (lanczos.block: auto): per "
+                     f"probe-step {said} faster than one probe at a time (bench/results/shared_graphs.json; the "
+                     f"nearest measured depth's factor for the others). The Hutchinson stage ({hutchinson:.0%} of "
+                     f"the HVPs) shares graphs the same way.\n")
 
 
 def gpu_measure(dev: torch.device, repeats: int, small: bool = False) -> tuple[str, dict]:

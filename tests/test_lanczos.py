@@ -94,8 +94,14 @@ def test_breakdown_stops_cleanly_and_slq_pads():
     spec = hd.slq(op, iterations=10, probes=2, seed=0)
     assert spec.steps.tolist() == [3, 3] and spec.breakdown
     assert spec.alpha.shape == (2, 10) and spec.beta.shape == (2, 9)
-    assert np.isnan(spec.alpha[:, 3:]).all() and np.isnan(spec.beta[:, 2:]).all()
-    assert np.isnan(spec.nodes[:, 3:]).all() and (spec.weights[:, 3:] == 0).all()
+    # padding: a decoupled diagonal at the largest node with weight 0, consistent with (alpha, beta)
+    assert (spec.beta[:, 2:] == 0).all() and (spec.alpha[:, 3:] == spec.nodes[:, 3:]).all()
+    np.testing.assert_allclose(spec.nodes[:, 3:], 5, atol=1e-12)
+    assert (spec.weights[:, 3:] == 0).all() and np.isclose(spec.nodes.max(), 5) and np.isclose(spec.nodes.min(), -1)
+    for row in range(2):
+        nodes, weights = hd.gauss_quadrature(spec.alpha[row], spec.beta[row])
+        np.testing.assert_allclose(np.sort(nodes), np.sort(spec.nodes[row]), atol=1e-12)
+        np.testing.assert_allclose(np.sort(weights), np.sort(spec.weights[row]), atol=1e-12)
     np.testing.assert_allclose(spec.nodes[:, :3], np.tile(distinct, (2, 1)), atol=1e-12)
     # Gauss weights are the probe's mass on each eigenspace: |v_i|^2 / |v|^2 = 20/60 for +-1 entries.
     np.testing.assert_allclose(spec.weights[:, :3], 1 / 3, atol=1e-12)

@@ -155,15 +155,19 @@ class SLQResult:
 
 
 def _padded_row(alpha: np.ndarray, beta: np.ndarray, iterations: int, seconds: float) -> dict:
+    """One probe's arrays at full length. After a breakdown (``steps`` < ``iterations``) the
+    tridiagonal is extended by a decoupled diagonal (beta 0) holding its largest node, with weight
+    0: the padded (alpha, beta) still give the padded (nodes, weights), and max/min of the nodes
+    are the spectrum's, never NaN."""
     nodes, weights = gauss_quadrature(alpha, beta)
-    s = len(alpha)
+    s, top = len(alpha), nodes.max()
 
     def pad(x, size, fill):
         return np.concatenate([x, np.full(size - len(x), fill)])
 
     return dict(
-        alpha=pad(alpha, iterations, np.nan), beta=pad(beta, iterations - 1, np.nan),
-        nodes=pad(nodes, iterations, np.nan), weights=pad(weights, iterations, 0.0),
+        alpha=pad(alpha, iterations, top), beta=pad(beta, iterations - 1, 0.0),
+        nodes=pad(nodes, iterations, top), weights=pad(weights, iterations, 0.0),
         steps=np.int64(s), seconds=np.float64(seconds),
     )
 
