@@ -12,7 +12,7 @@ import h5py
 import pytest
 
 from conftest import ROOT, snakemake
-from hessdepth.h5io import OutputError, check_identity
+from hessdepth.h5io import DIGEST, OutputError, atomic_h5, check_identity
 from hessdepth.summary import summarize
 from hessdepth.data import synthetic_dataset
 from test_data import tampered
@@ -94,6 +94,7 @@ def test_the_summary_refuses_rows_made_with_other_settings(finished_run, tmp_pat
     workdir = copy_of(finished_run, tmp_path)
     lanczos = workdir / "results/test/hessian/resnet8/seed0/step10/lanczos.h5"
     lanczos.unlink()
+    (workdir / "results/test/summary.csv").unlink()
     proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "mtime", check=False,
                      overrides={"lanczos": {"iterations": 9}})
     log = (workdir / "logs/test/summary.log").read_text()
@@ -103,16 +104,22 @@ def test_the_summary_refuses_rows_made_with_other_settings(finished_run, tmp_pat
 
 
 def test_a_result_from_a_retrained_checkpoint_is_refused(finished_run, tmp_path):
-    """A checkpoint rebuilt with other training settings while its spectra stay: the summary names them."""
+    """A checkpoint replaced by another valid one (other weights, same run) while its spectra stay
+    (no mtime trigger): the summary names the spectrum and the checkpoint."""
     workdir = copy_of(finished_run, tmp_path)
-    for checkpoint in (workdir / "results/test/train/simple8/seed0").glob("*.h5"):
-        checkpoint.unlink()
+    checkpoint = workdir / "results/test/train/simple8/seed0/step10.h5"
+    with h5py.File(checkpoint) as f:
+        attrs = {k: v for k, v in f.attrs.items() if k != DIGEST}
+        state = {k: f["state"][k][()] for k in f["state"]}
+    with atomic_h5(checkpoint, attrs) as f:
+        for name, value in state.items():
+            f[f"state/{name}"] = value * 1.01 if value.dtype.kind == "f" else value
     (workdir / "results/test/summary.csv").unlink()
-    proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "input", "--allowed-rules",
-                     "train", "summary", check=False, overrides={"train": {"lr": 0.02}})
+    proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "params", check=False)
     log = (workdir / "logs/test/summary.log").read_text()
     assert proc.returncode != 0
-    assert "lanczos.h5 was computed from another version of results/test/train/simple8/seed0/step10.h5" in log
+    assert "simple8/seed0/step10/lanczos.h5 was computed from another version of " \
+           "results/test/train/simple8/seed0/step10.h5" in log
 
 
 def test_presets_write_under_their_own_names(tmp_path):
@@ -144,7 +151,9 @@ def test_after_a_kill_unlock_then_rerun_incomplete_resumes_training(tmp_path):
     proc.wait()
     assert snapshot.exists()
 
-    locked = snakemake(tmp_path, target, overrides=overrides, check=False)
+    again = snakemake(tmp_path, target, overrides=overrides, check=False)
+    assert again.returncode != 0 and "--rerun-incomplete" in again.stdout + again.stderr
+    locked = snakemake(tmp_path, target, "--rerun-incomplete", overrides=overrides, check=False)
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     snakemake(tmp_path, target, "--unlock", overrides=overrides)
     snakemake(tmp_path, target, "--rerun-incomplete", overrides=overrides)

@@ -52,6 +52,14 @@ def run_job(kind, checkpoint, out):
     RUNNERS[kind](ckpt, data, out, {**COMMON, **SETTINGS[kind]}, progress=False)
 
 
+@pytest.mark.parametrize("kind", list(RUNNERS))
+def test_a_misspelt_setting_is_an_error_not_ignored(kind, checkpoint, tmp_path):
+    ckpt, data = checkpoint
+    with pytest.raises(ValueError, match=r"unknown settings \['sample'\]"):
+        RUNNERS[kind](ckpt, data, tmp_path / "out.h5", {**COMMON, **SETTINGS[kind], "sample": 10}, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 @contextlib.contextmanager
 def torch_threads(n):
     saved = torch.get_num_threads()

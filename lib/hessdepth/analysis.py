@@ -36,8 +36,22 @@ _IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "width", "seed", 
              "diverged", "train_loss", "train_acc")
 
 
+OPERATOR_SETTINGS = ("samples", "subset_seed", "batch_size", "bn_mode", "dtype", "device")
+LANCZOS_SETTINGS = ("iterations", "probes", "probe_kind", "seed", "block")
+PROBE_SETTINGS = ("probes", "seed")  # Hutchinson moments, of H or of its parts
+
+
+def operator_settings(settings: dict, own: tuple[str, ...] = ()) -> dict:
+    """The operator's part of a job's ``settings``. A key that is neither the operator's nor the
+    job's ``own`` is an error: a misspelt setting is never silently dropped."""
+    unknown = sorted(set(settings) - set(OPERATOR_SETTINGS) - set(own))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}: expected {OPERATOR_SETTINGS + own}")
+    return {k: v for k, v in settings.items() if k in OPERATOR_SETTINGS}
+
+
 def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, bn_mode, dtype, device,
-                        graph_cache_gb=0.0, expect: dict | None = None, **_unused) -> tuple[HessianOperator, dict]:
+                        graph_cache_gb=0.0, expect: dict | None = None) -> tuple[HessianOperator, dict]:
     """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches.
 
     ``graph_cache_gb`` > 0: composition "auto" with that cache limit; 0: "double_backward".
@@ -91,7 +105,8 @@ def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
     """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md.
     ``expect``: identity the checkpoint must hold (model, seed, step its path stands for)."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
+                                   **operator_settings(settings, LANCZOS_SETTINGS))
     attrs = _output_attrs(op, ckpt, settings)
     m, probes = settings["iterations"], settings["probes"]
     if ckpt.get("diverged"):
@@ -123,7 +138,8 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
                 graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
+                                   **operator_settings(settings, PROBE_SETTINGS))
     attrs = _output_attrs(op, ckpt, settings)
     probes = settings["probes"]
     store, checks = None, {}
@@ -191,7 +207,8 @@ def run_block_moments(checkpoint, data, out, settings: dict, progress: bool = Tr
     """Hutchinson moments of each diagonal block of H by :func:`hessdepth.resnet_blocks` (input,
     stages, classifier), one group per block (its ``prefixes`` in the group's attributes)."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
+                                   **operator_settings(settings, PROBE_SETTINGS))
     blocks = resnet_blocks()
     parts = {name: block(op, prefixes) for name, prefixes in blocks.items()}
     checks = {} if ckpt.get("diverged") else _checked(op)
@@ -204,7 +221,8 @@ def run_gauss_newton(checkpoint, data, out, settings: dict, progress: bool = Tru
     """Hutchinson moments of the Hessian (group ``hessian``) and of its Gauss-Newton part
     (``gauss_newton``) from the same probes, so that their statistics are paired."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
+                                   **operator_settings(settings, PROBE_SETTINGS))
     gn = GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode)
     checks = {}
     if not ckpt.get("diverged"):
@@ -215,7 +233,8 @@ def run_gauss_newton(checkpoint, data, out, settings: dict, progress: bool = Tru
 def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
     """Per-variable norms of the full training-set gradient (the paper's figure 1)."""
     start = time.perf_counter()
-    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", expect=expect, **settings)
+    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", expect=expect,
+                                   **operator_settings(settings))
     attrs = _output_attrs(op, ckpt, settings)
     names, norms, numel = per_variable_norms(op.model, op.gradient())
     with atomic_h5(out, {**attrs, "loss": op.loss()}) as f:
