@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo test test-fast cifar-cpu evidence
+.PHONY: install demo lint test test-fast cifar-cpu evidence
 
 install: $(VENV)/.installed
 
@@ -18,8 +18,13 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	$(BIN)/snakemake --cores 1 --configfile config/demo.yaml --report report.html
 
-# The whole test suite, the real-SLURM test included (it needs root to start the cluster).
-test: install
+# Lint and format check (ruff, configured in pyproject.toml); `ruff format .` fixes the format.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The lint, then the whole test suite, the real-SLURM test included (it needs root to start the cluster).
+test: lint
 	$(BIN)/python -m pytest
 
 # Everything but the SLURM cluster test.

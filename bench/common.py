@@ -4,6 +4,7 @@ Every benchmark times its variants interleaved (A, B, C, A, B, C, ...) so that t
 compare runs made side by side on a machine whose load changes, records os.getloadavg()
 with every repeat, and reports medians over the repeats.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,14 +31,29 @@ import hessdepth as hd
 
 # Like every workflow job (hd.setup_job): glibc keeps freed memory for reuse. bench/cpu_allocator.py
 # measures the effect; HESSDEPTH_DEFAULT_MALLOC=1 leaves glibc's defaults.
-ALLOCATOR = ("default" if os.environ.get("HESSDEPTH_DEFAULT_MALLOC") or not hd.keep_freed_cpu_memory()
-             else "glibc, freed memory kept (hd.keep_freed_cpu_memory)")
+ALLOCATOR = (
+    "default"
+    if os.environ.get("HESSDEPTH_DEFAULT_MALLOC") or not hd.keep_freed_cpu_memory()
+    else "glibc, freed memory kept (hd.keep_freed_cpu_memory)"
+)
 
 BENCH = Path(__file__).resolve().parent
 RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
-ORDER = ["hvp_vs_grad", "hvp_memory", "peers", "lockstep", "shared_graphs", "curvature_cost", "lanczos_overhead", "train_throughput", "cpu_allocator", "gpu",
-         "paper_scale_cpu", "evidence_power"]
+ORDER = [
+    "hvp_vs_grad",
+    "hvp_memory",
+    "peers",
+    "lockstep",
+    "shared_graphs",
+    "curvature_cost",
+    "lanczos_overhead",
+    "train_throughput",
+    "cpu_allocator",
+    "gpu",
+    "paper_scale_cpu",
+    "evidence_power",
+]
 CIFAR_SUBSET = BENCH.parent.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"  # ../shared
 
 
@@ -63,8 +79,9 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, device="cpu",
-                log: bool = True) -> dict:
+def interleaved(
+    variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, device="cpu", log: bool = True
+) -> dict:
     """Time each variant ``repeats`` times, interleaved, after ``warmup`` untimed calls each.
 
     Returns {"times": {name: [s, ...]}, "loads": [loadavg per repeat], "median": {name: s},
@@ -93,10 +110,18 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup:
             times[name].append(float(out) if isinstance(out, (int, float)) else elapsed)
         loads.append(load())
         if log:
-            print(f"  repeat {r + 1}/{repeats} load {loads[-1]}: "
-                  + ", ".join(f"{n} {t[-1]:.3g}s" for n, t in times.items()), file=sys.stderr, flush=True)
-    return {"times": times, "loads": loads, "first": first,
-            "median": {n: statistics.median(t) for n, t in times.items()}}
+            print(
+                f"  repeat {r + 1}/{repeats} load {loads[-1]}: "
+                + ", ".join(f"{n} {t[-1]:.3g}s" for n, t in times.items()),
+                file=sys.stderr,
+                flush=True,
+            )
+    return {
+        "times": times,
+        "loads": loads,
+        "first": first,
+        "median": {n: statistics.median(t) for n, t in times.items()},
+    }
 
 
 def median_ratio(times: dict, num: str, den: str) -> float:
@@ -107,9 +132,12 @@ def median_ratio(times: dict, num: str, den: str) -> float:
 def git_state() -> str:
     root = BENCH.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib/hessdepth"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lib/hessdepth"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
         return f"{head}{' + uncommitted changes in lib/hessdepth' if dirty else ''}"
     except OSError:
         return "unknown"
@@ -155,22 +183,28 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def load_summary(loads: list) -> str:
-    ones = [l[0] for l in loads]
+    ones = [avg[0] for avg in loads]
     if not ones:
         return "n/a"
     cores = os.cpu_count() or 1
-    busy = " -- LOADED: other jobs shared the cores, absolute times are inflated" if max(ones) > 0.75 * cores + 0.5 else ""
-    return f"1-min load average {min(ones):.2f}-{max(ones):.2f} (median {statistics.median(ones):.2f}) on {cores} cores{busy}"
+    busy = (
+        " -- LOADED: other jobs shared the cores, absolute times are inflated" if max(ones) > 0.75 * cores + 0.5 else ""
+    )
+    spread = f"{min(ones):.2f}-{max(ones):.2f} (median {statistics.median(ones):.2f})"
+    return f"1-min load average {spread} on {cores} cores{busy}"
 
 
 def write_results(name: str, title: str, body: str, data: dict, args, command: str) -> None:
     """Print ``body``; unless --no-write, store ``data`` in bench/results/<name>.json and replace
     this benchmark's section of bench/RESULTS.md (quick runs go to <name>.quick.json only)."""
     info = machine()
-    header = (f"## {title}\n\n`{command}`{' (--quick: smoke check, not a measurement)' if args.quick else ''}\n\n"
-              f"Machine: {info['machine']}; {info['torch_threads']} torch threads, "
-              f"OMP_WAIT_POLICY={info['OMP_WAIT_POLICY']}; CPU allocator: {info['cpu_allocator']}; hessdepth {info['hessdepth']}; "
-              f"run {info['date']}.\n\n")
+    header = (
+        f"## {title}\n\n`{command}`{' (--quick: smoke check, not a measurement)' if args.quick else ''}\n\n"
+        f"Machine: {info['machine']}; {info['torch_threads']} torch threads, "
+        f"OMP_WAIT_POLICY={info['OMP_WAIT_POLICY']}; CPU allocator: {info['cpu_allocator']}; "
+        f"hessdepth {info['hessdepth']}; "
+        f"run {info['date']}.\n\n"
+    )
     section = header + body.strip() + "\n"
     print("\n" + section)
     if args.no_write:
@@ -182,9 +216,14 @@ def write_results(name: str, title: str, body: str, data: dict, args, command: s
         return
     with open(BENCH / ".results.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        text = RESULTS_MD.read_text() if RESULTS_MD.exists() else (
-            "# hessdepth benchmarks\n\nWritten by the scripts in bench/ (see bench/README.md); each section is "
-            "replaced by its script's latest default-mode run.\n")
+        text = (
+            RESULTS_MD.read_text()
+            if RESULTS_MD.exists()
+            else (
+                "# hessdepth benchmarks\n\nWritten by the scripts in bench/ (see bench/README.md); each section is "
+                "replaced by its script's latest default-mode run.\n"
+            )
+        )
         head = text.split("<!-- begin ", 1)[0].rstrip()
         blocks = dict(re.findall(r"<!-- begin (\S+) -->\n(.*?)<!-- end \1 -->", text, flags=re.S))
         blocks[name] = section

@@ -7,6 +7,7 @@ init, the first 256 images of the real CIFAR subset as one batch, bn_mode batch)
 training step (batch 128, train-mode BN), and reports its peak resident memory.
 Ratios are default time / kept time of children run back to back.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import statistics
 import subprocess
 import sys
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY (and the allocator, unless told not to)
+import common
 
 import torch
 import torch.nn.functional as F
@@ -46,18 +47,31 @@ def child(n: int, repeats: int) -> dict:
         F.cross_entropy(trained(x), y).backward()
         opt.step()
 
-    res = common.interleaved({"gradient": uncached.gradient, "HVP double_backward": lambda: uncached.matvec(v),
-                              "HVP double_backward_cached": lambda: cached.matvec(v), "SGD step (128 images)": sgd_step},
-                             repeats, warmup=1, log=False)
+    res = common.interleaved(
+        {
+            "gradient": uncached.gradient,
+            "HVP double_backward": lambda: uncached.matvec(v),
+            "HVP double_backward_cached": lambda: cached.matvec(v),
+            "SGD step (128 images)": sgd_step,
+        },
+        repeats,
+        warmup=1,
+        log=False,
+    )
     res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     res["allocator"] = common.ALLOCATOR
     return res
 
 
 def main():
-    args = common.parse_args(__doc__, repeats=3, extra=lambda p: (
-        p.add_argument("--rounds", type=int, default=2, help="child pairs (default 2)"),
-        p.add_argument("--child", action="store_true", help=argparse_hidden)))
+    args = common.parse_args(
+        __doc__,
+        repeats=3,
+        extra=lambda p: (
+            p.add_argument("--rounds", type=int, default=2, help="child pairs (default 2)"),
+            p.add_argument("--child", action="store_true", help=argparse_hidden),
+        ),
+    )
     n = 32 if args.quick else 256
     if args.child:
         print(json.dumps(child(n, args.repeats)))
@@ -66,7 +80,9 @@ def main():
     for r in range(1 if args.quick else args.rounds):
         for name, env in SETTINGS.items():
             print(f"round {r + 1}: {name} allocator", file=sys.stderr, flush=True)
-            cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+            cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats)] + (
+                ["--quick"] if args.quick else []
+            )
             out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     what = list(runs["kept"][0]["median"])
@@ -77,9 +93,9 @@ def main():
         ratios = [d / k for d, k in zip(default, kept)]
         rows.append([w, statistics.median(default), statistics.median(kept), statistics.median(ratios)])
     rss = [[name, statistics.median(c["peak_rss_gib"] for c in cs)] for name, cs in runs.items()]
-    loads = [l for cs in runs.values() for c in cs for l in c["loads"]]
+    loads = [avg for cs in runs.values() for c in cs for avg in c["loads"]]
     body = f"""ResNet-20 at init, {n} real CIFAR images (one batch), bn_mode batch, CPU; SGD step on the first 128.
-{len(runs['kept'])} round(s) of one child process per allocator (default first), each the median of {args.repeats}
+{len(runs["kept"])} round(s) of one child process per allocator (default first), each the median of {args.repeats}
 interleaved repeats after a warm-up call. {common.load_summary(loads)}.
 'default': glibc as it comes; 'kept': hd.keep_freed_cpu_memory() (mallopt: no mmap, trim threshold 2 GiB),
 which every workflow job and every other benchmark here uses.
@@ -88,8 +104,14 @@ which every workflow job and every other benchmark here uses.
 
 {common.table(["allocator", "peak resident GiB of the child"], rss)}
 """
-    common.write_results("cpu_allocator", "7. CPU allocator (glibc defaults vs freed memory kept)", body,
-                         {"runs": runs, "n_images": n}, args, "python bench/cpu_allocator.py")
+    common.write_results(
+        "cpu_allocator",
+        "7. CPU allocator (glibc defaults vs freed memory kept)",
+        body,
+        {"runs": runs, "n_images": n},
+        args,
+        "python bench/cpu_allocator.py",
+    )
 
 
 argparse_hidden = "internal: run one measuring child and print JSON"

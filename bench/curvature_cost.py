@@ -7,11 +7,12 @@ H v is the default operator's (`auto`: kept first-order graph when it fits) and 
 double backward; a block's product is H's, masked (so the five blocks of the curvature stage
 cost five Hessian products per probe power).
 """
+
 from __future__ import annotations
 
 import sys
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+import common
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
@@ -38,19 +39,28 @@ def measure(depth: int, n_images: int, batch_size: int, repeats: int, device="cp
     print(f"resnet{depth}, {n_images} images on {device}", file=sys.stderr)
     res = common.interleaved(variants, repeats, warmup=1, device=device)
     res["ratio"] = {name: common.median_ratio(res["times"], name, "gradient") for name in variants}
-    res.update(depth=depth, n_images=n_images, batch_size=batch_size, data=source, device=str(device),
-               n_params=hd.count_params(model))
+    res.update(
+        depth=depth,
+        n_images=n_images,
+        batch_size=batch_size,
+        data=source,
+        device=str(device),
+        n_params=hd.count_params(model),
+    )
     return res
 
 
 def report(results: list[dict]) -> str:
-    rows = [[f"resnet{r['depth']}", name, r["median"][name], r["ratio"][name], r["first"][name]]
-            for r in results for name in r["median"]]
+    rows = [
+        [f"resnet{r['depth']}", name, r["median"][name], r["ratio"][name], r["first"][name]]
+        for r in results
+        for name in r["median"]
+    ]
     r0 = results[0]
     loads = [load for r in results for load in r["loads"]]
     gn = ", ".join(f"resnet{r['depth']} {r['ratio']['G v (Gauss-Newton)']:.2f}x" for r in results)
-    return f"""Data: {r0['data']}, {r0['n_images']} images as batches of {r0['batch_size']} on {r0['device']}; model at
-its seeded initialisation; float32 products; bn_mode batch. Time = median over {len(r0['loads'])} interleaved repeats
+    return f"""Data: {r0["data"]}, {r0["n_images"]} images as batches of {r0["batch_size"]} on {r0["device"]}; model at
+its seeded initialisation; float32 products; bn_mode batch. Time = median over {len(r0["loads"])} interleaved repeats
 after one warm-up call each ('first call'); ratio = median over repeats of product/gradient in the same repeat.
 {common.load_summary(loads)}.
 
@@ -62,16 +72,25 @@ runs 2 H v and 2 G v per probe; the block stage 2 masked H v per block and probe
 
 
 def main():
-    args = common.parse_args(__doc__, repeats=5, extra=lambda p: p.add_argument(
-        "--depths", default="20,56", help="ResNet depths (default 20,56)"))
+    args = common.parse_args(
+        __doc__,
+        repeats=5,
+        extra=lambda p: p.add_argument("--depths", default="20,56", help="ResNet depths (default 20,56)"),
+    )
     if args.quick:
         cases, n_images = [8], 16
     else:
         cases, n_images = [int(d) for d in args.depths.split(",")], 256
     # deeper nets in the operator's batches of 64, as bench/hvp_vs_grad.py (memory)
     results = [measure(d, n_images, n_images if d <= 20 else 64, args.repeats) for d in cases]
-    common.write_results("curvature_cost", "Curvature products vs gradient (G v, H v, block)", report(results),
-                         {"results": results}, args, "python bench/curvature_cost.py")
+    common.write_results(
+        "curvature_cost",
+        "Curvature products vs gradient (G v, H v, block)",
+        report(results),
+        {"results": results},
+        args,
+        "python bench/curvature_cost.py",
+    )
 
 
 if __name__ == "__main__":

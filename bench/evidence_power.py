@@ -19,13 +19,14 @@ projected for the preset and with each knob doubled, per CPU-second spent. The s
 is assumed to shrink as 1/(Hessian images), the probe part as 1/probes. Lanczos steps do not
 enter: quadrature moments up to 4 are exact from 3 steps on, so steps buy density resolution only.
 """
+
 from __future__ import annotations
 
 import math
 import time
 from pathlib import Path
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+import common
 
 import h5py
 import numpy as np
@@ -90,7 +91,7 @@ def job_seconds(run, kind: str, model: str, seeds, steps=(None,)) -> float:
     times = []
     for seed in seeds:
         for step in steps:
-            tsv = run / f"benchmarks/cifar10/{kind}/{model}_seed{seed}" f"{'' if step is None else f'_step{step}'}.tsv"
+            tsv = run / f"benchmarks/cifar10/{kind}/{model}_seed{seed}{'' if step is None else f'_step{step}'}.tsv"
             if tsv.exists():
                 times.append(float(tsv.read_text().splitlines()[-1].split("\t")[0]))
     return float(np.median(times)) if times else float("nan")
@@ -100,7 +101,9 @@ def main() -> None:
     def extra(p):
         p.add_argument("--run", default=str(ROOT / "runs/cifar_cpu/half0"), help="a finished run of the preset")
         p.add_argument("--preset", default=str(ROOT / "config/cifar_cpu.yaml"))
-        p.add_argument("--render-only", action="store_true", help="rewrite the tables from bench/results/evidence_power.json")
+        p.add_argument(
+            "--render-only", action="store_true", help="rewrite the tables from bench/results/evidence_power.json"
+        )
 
     args = common.parse_args(__doc__, repeats=1, extra=extra)
     if args.render_only:
@@ -130,8 +133,17 @@ def main() -> None:
                     if values is None:  # the run's own moments.h5 is subsample 0; subsample 1 is computed here
                         ckpt = run / f"results/cifar_cpu/train/{model}/seed{seed}/step{step}.h5"
                         wait_for(ckpt)
-                        op, _ = checkpoint_operator(ckpt, data, samples=samples, subset_seed=u, batch_size=samples // 2,
-                                                    bn_mode="batch", dtype="float32", device="cpu", graph_cache_gb=4)
+                        op, _ = checkpoint_operator(
+                            ckpt,
+                            data,
+                            samples=samples,
+                            subset_seed=u,
+                            batch_size=samples // 2,
+                            bn_mode="batch",
+                            dtype="float32",
+                            device="cpu",
+                            graph_cache_gb=4,
+                        )
                         # other probes than the run's, so that probe noise is independent between subsamples
                         res = hd.hutchinson_moments(op, probes=probes, seed=preset_seed + 1 + u)
                         hvp_seconds.setdefault(model, []).append(float(np.median(res.seconds)) / 2)
@@ -139,8 +151,9 @@ def main() -> None:
                     for stat, (value, var) in probe_stats(values).items():
                         x.setdefault((model, stat), np.full((len(seeds), 2), np.nan))[si, u] = value
                         v.setdefault((model, stat), np.full((len(seeds), 2), np.nan))[si, u] = var
-                    print(f"{model} seed {seed} subsample {u}: log kurtosis {x[model, 'kurtosis'][si, u]:.3f}",
-                          flush=True)
+                    print(
+                        f"{model} seed {seed} subsample {u}: log kurtosis {x[model, 'kurtosis'][si, u]:.3f}", flush=True
+                    )
     parts = {}
     for (model, stat), values in x.items():
         parts[model, stat] = split(values, v[model, stat])
@@ -155,12 +168,17 @@ def main() -> None:
         for arch in ("simple", "resnet"):
             model = hd.model_id(arch, depth)
             train = job_seconds(run, "train", model, seeds)
-            hessian = sum(job_seconds(run, k, model, seeds, preset["train"]["checkpoints"])
-                          for k in ("lanczos", "moments"))
-            cost[model] = dict(train=float(train), hessian_per_step=float(hessian),
-                               hvp=float(np.median(hvp_seconds[model])))
-    data_out = {"parts": {f"{name}|{stat}": p for (name, stat), p in parts.items()}, "cost": cost,
-                "meta": dict(run=run.name, step=step, depths=depths, seeds=seeds, samples=samples, probes=probes)}
+            hessian = sum(
+                job_seconds(run, k, model, seeds, preset["train"]["checkpoints"]) for k in ("lanczos", "moments")
+            )
+            cost[model] = dict(
+                train=float(train), hessian_per_step=float(hessian), hvp=float(np.median(hvp_seconds[model]))
+            )
+    data_out = {
+        "parts": {f"{name}|{stat}": p for (name, stat), p in parts.items()},
+        "cost": cost,
+        "meta": dict(run=run.name, step=step, depths=depths, seeds=seeds, samples=samples, probes=probes),
+    }
     write(data_out, args)
 
 
@@ -170,9 +188,15 @@ def render(parts: dict, cost: dict, meta: dict) -> str:
     rows_parts, rows_knobs = [], []
     for (name, stat), p in parts.items():
         total = p["seed"] + p["subsample"] + p["probe"]
-        rows_parts.append([name, stat, f"{p['mean']:.2f}", *(f"{p[k]:.4f} ({p[k] / total:.0%})" if total else "0"
-                                                              for k in ("seed", "subsample", "probe")),
-                           f"{half_width(p, n):.2f}"])
+        rows_parts.append(
+            [
+                name,
+                stat,
+                f"{p['mean']:.2f}",
+                *(f"{p[k]:.4f} ({p[k] / total:.0%})" if total else "0" for k in ("seed", "subsample", "probe")),
+                f"{half_width(p, n):.2f}",
+            ]
+        )
     for depth in depths:
         pair = f"simple{depth} - resnet{depth}"
         models = [f"{a}{depth}" for a in ("simple", "resnet")]
@@ -184,25 +208,49 @@ def render(parts: dict, cost: dict, meta: dict) -> str:
             now = half_width(p, n)
             knobs = [
                 (f"seeds {n} -> {2 * n}", half_width(p, 2 * n), n * per_seed),
-                (f"Hutchinson probes {probes} -> {2 * probes}", half_width(p, n, probes_ratio=2), n * probes * per_probe),
+                (
+                    f"Hutchinson probes {probes} -> {2 * probes}",
+                    half_width(p, n, probes_ratio=2),
+                    n * probes * per_probe,
+                ),
                 (f"Hessian images {samples} -> {2 * samples}", half_width(p, n, samples_ratio=2), n * hessian),
             ]
             for label, hw, seconds in knobs:
                 gain = (now - hw) / now
-                rows_knobs.append([pair, stat, label, f"{now:.3f} -> {hw:.3f}", f"{gain:.0%}", f"{seconds:,.0f}",
-                                   f"{100 * gain / (seconds / 1000):.1f}%"])
+                rows_knobs.append(
+                    [
+                        pair,
+                        stat,
+                        label,
+                        f"{now:.3f} -> {hw:.3f}",
+                        f"{gain:.0%}",
+                        f"{seconds:,.0f}",
+                        f"{100 * gain / (seconds / 1000):.1f}%",
+                    ]
+                )
             need = math.inf
             if p["mean"] and (p["seed"] + p["subsample"] + p["probe"]) > 0:
                 need = next((k for k in range(2, 1000) if half_width(p, k) < abs(p["mean"])), math.inf)
-            rows_knobs.append([pair, stat, "seeds for a 95% interval that excludes 0 at this mean", "", "",
-                               f"{need} seeds", ""])
+            rows_knobs.append(
+                [pair, stat, "seeds for a 95% interval that excludes 0 at this mean", "", "", f"{need} seeds", ""]
+            )
     return (
         f"Run: `runs/cifar_cpu/{meta['run']}` (config/cifar_cpu.yaml), step {meta['step']}; depths {depths}; "
         f"seeds {meta['seeds']}; {samples} Hessian images x 2 independent subsamples; {probes} Hutchinson "
         "probes each.\n\n"
         "### Variance of log kurtosis and asinh skewness, by source\n\n"
-        + common.table(["model or pair", "statistic", "mean (log / asinh)", "seed", "image subsample", "probes",
-                        f"95% half-width, {n} seeds"], rows_parts)
+        + common.table(
+            [
+                "model or pair",
+                "statistic",
+                "mean (log / asinh)",
+                "seed",
+                "image subsample",
+                "probes",
+                f"95% half-width, {n} seeds",
+            ],
+            rows_parts,
+        )
         + "\n\nThe last column is the half-width of the 95% t-interval of the mean over "
         f"{n} seeds ({n - 1} d.f.) with the preset's probes and images, in log (kurtosis) or asinh "
         "(skewness) units: 0.69 is a factor of 2 either way. With three seeds each part is itself "
@@ -213,11 +261,16 @@ def render(parts: dict, cost: dict, meta: dict) -> str:
         "a doubled Hessian sample doubles the Hessian jobs). Lanczos steps: no effect on the moments "
         "(exact from 3 steps). Training steps: they change the quantity measured (the checkpoints move "
         "with the schedule), not its noise.\n\n"
-        + common.table(["pair", "statistic", "knob", "half-width (log / asinh)", "shrink", "CPU-s",
-                        "shrink per 1000 CPU-s"], rows_knobs)
-        + "\n\nCosts (median CPU-s per model, one thread; the run shared its 2 cores with other work for part of the time, so some job times are inflated, up to about 2x): "
-        + "; ".join(f"{m}: train {c['train']:.0f}, Hessian jobs {c['hessian_per_step']:.0f} per checkpoint, "
-                    f"HVP {c['hvp']:.2f}" for m, c in cost.items())
+        + common.table(
+            ["pair", "statistic", "knob", "half-width (log / asinh)", "shrink", "CPU-s", "shrink per 1000 CPU-s"],
+            rows_knobs,
+        )
+        + "\n\nCosts (median CPU-s per model, one thread; the run shared its 2 cores with other work for part of "
+        "the time, so some job times are inflated, up to about 2x): "
+        + "; ".join(
+            f"{m}: train {c['train']:.0f}, Hessian jobs {c['hessian_per_step']:.0f} per checkpoint, HVP {c['hvp']:.2f}"
+            for m, c in cost.items()
+        )
         + ".\n"
     )
 
@@ -225,8 +278,9 @@ def render(parts: dict, cost: dict, meta: dict) -> str:
 def write(data_out: dict, args) -> None:
     parts = {tuple(key.split("|")): p for key, p in data_out["parts"].items()}
     body = render(parts, data_out["cost"], data_out["meta"])
-    common.write_results("evidence_power", "Evidence power (CPU preset)", body, data_out, args,
-                         "python bench/evidence_power.py")
+    common.write_results(
+        "evidence_power", "Evidence power (CPU preset)", body, data_out, args, "python bench/evidence_power.py"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ threshold fixed at 128 KiB (MALLOC_MMAP_THRESHOLD_), so freed tensors leave the 
 the peak RSS growth over the call (ru_maxrss after - RSS before) is the call's own memory.
 Model: seeded ResNet at init; data: the first N real CIFAR-subset images as one batch; bn_mode batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import os
 import subprocess
 import sys
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+import common
 
 import hessdepth as hd
 
@@ -52,8 +53,13 @@ def probe(depth, n, comp, k=1) -> int:
 
 
 def main():
-    args = common.parse_args(__doc__, repeats=1, extra=lambda p: p.add_argument(
-        "--cases", default="20:64,56:32", help="depth:images pairs (default 20:64,56:32)"))
+    args = common.parse_args(
+        __doc__,
+        repeats=1,
+        extra=lambda p: p.add_argument(
+            "--cases", default="20:64,56:32", help="depth:images pairs (default 20:64,56:32)"
+        ),
+    )
     cases = [(8, 16)] if args.quick else [tuple(int(x) for x in c.split(":")) for c in args.cases.split(",")]
     rows, data = [], {}
     for depth, n in cases:
@@ -72,8 +78,14 @@ double_backward_cached keeps its graphs after the call too (that is its point), 
 it holds between products. Memory grows linearly with the images in a batch: a HessianOperator with fewer,
 smaller batches bounds the peak.
 """
-    common.write_results("hvp_memory", "1b. Memory of one gradient / HVP per composition", body, {"bytes": data},
-                         args, "python bench/hvp_memory.py")
+    common.write_results(
+        "hvp_memory",
+        "1b. Memory of one gradient / HVP per composition",
+        body,
+        {"bytes": data},
+        args,
+        "python bench/hvp_memory.py",
+    )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ Without paying 90 real HVPs: hd.slq runs on a cheap diagonal operator of ResNet-
 extrapolated to 256 images and to the paper's 50,000. Fraction = overhead / (overhead + 90 HVP).
 Goal (issue 6): <= 5%. Memory: SLQResult.basis_bytes, checked with ru_maxrss and tracemalloc.
 """
+
 from __future__ import annotations
 
 import resource
 import sys
 import tracemalloc
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+import common
 
 import torch
 
@@ -69,8 +70,10 @@ def main():
         for _ in range(m):
             diag.matvec(w)
 
-    variants = {f"slq diagonal m={m}": lambda: hd.slq(diag, iterations=m, probes=1),
-                f"{m} diagonal products": diag_products}
+    variants = {
+        f"slq diagonal m={m}": lambda: hd.slq(diag, iterations=m, probes=1),
+        f"{m} diagonal products": diag_products,
+    }
     variants.update({f"HVP resnet{depth} {s} images": (lambda op=op: op.matvec(v)) for s, op in ops.items()})
     print(f"n = {n_params}, m = {m}", file=sys.stderr)
     res = common.interleaved(variants, args.repeats, warmup=1)
@@ -89,10 +92,11 @@ def main():
             fractions.append((target, frac))
             rows.append([target, how, hvp, m * hvp, frac * 100])
     worst = max(f for t, f in fractions if t == 256)
-    body = f"""Dimension n = {n_params:,} (resnet{depth}), m = {m} Lanczos steps, one probe (block=1). Lanczos = hd.slq as
+    body = f"""Dimension n = {n_params:,} (resnet{depth}), m = {m} Lanczos steps, one probe (block=1).
+Lanczos = hd.slq as
 the workflow calls it (float64 basis, full reorthogonalisation twice per step) on a diagonal operator; HVP =
 HessianOperator(`{ops[s2].composition}`, bn_mode batch) on the first {s1} / {s2} images of {source}, one batch.
-Median over {args.repeats} interleaved repeats after one warm-up call each. {common.load_summary(res['loads'])}.
+Median over {args.repeats} interleaved repeats after one warm-up call each. {common.load_summary(res["loads"])}.
 
 {common.table(["variant", "median s"], [[k, med[k]] for k in variants])}
 
@@ -104,19 +108,33 @@ Lanczos overhead for m = {m}: {overhead:.3g} s (slq on the diagonal minus its {m
 Goal overhead <= {GOAL:.0%} of SLQ time: {"met" if worst <= GOAL else "NOT met"} at 256 images
 (worst of the two extrapolations: {worst:.2%}); larger samples only lower the fraction.
 
-Memory of the basis: SLQResult.basis_bytes = {basis_bytes:,} B (= m n 8 = {m * n_params * 8:,}) ({basis_bytes / 2**30:.2f} GiB) per probe in a block
+Memory of the basis: SLQResult.basis_bytes = {basis_bytes:,} B (= m n 8 = {m * n_params * 8:,})
+({basis_bytes / 2**30:.2f} GiB) per probe in a block
 (block=k holds k times that). Check: the process peak RSS (ru_maxrss) grew by {rss_growth / 2**30:.2f} GiB during one
 slq run; tracemalloc's peak was {traced_peak / 2**20:.1f} MiB -- tracemalloc sees only Python's allocator, not
 torch's tensor memory, so it cannot see the basis.
 """
-    common.write_results("lanczos_overhead", "4. Lanczos overhead at ResNet-110 size", body,
-                         {"results": res, "overhead_s": overhead, "n_params": n_params, "m": m, "depth": depth,
-                          "hvp_s": {str(s): med[f"HVP resnet{depth} {s} images"] for s in sizes},
-                          "composition": ops[s2].composition,
-                          "hvp_fit": {"intercept_s": intercept, "per_image_s": slope},
-                          "basis_bytes": basis_bytes, "rss_growth_bytes": rss_growth,
-                          "tracemalloc_peak_bytes": traced_peak, "data": source},
-                         args, "python bench/lanczos_overhead.py")
+    common.write_results(
+        "lanczos_overhead",
+        "4. Lanczos overhead at ResNet-110 size",
+        body,
+        {
+            "results": res,
+            "overhead_s": overhead,
+            "n_params": n_params,
+            "m": m,
+            "depth": depth,
+            "hvp_s": {str(s): med[f"HVP resnet{depth} {s} images"] for s in sizes},
+            "composition": ops[s2].composition,
+            "hvp_fit": {"intercept_s": intercept, "per_image_s": slope},
+            "basis_bytes": basis_bytes,
+            "rss_growth_bytes": rss_growth,
+            "tracemalloc_peak_bytes": traced_peak,
+            "data": source,
+        },
+        args,
+        "python bench/lanczos_overhead.py",
+    )
 
 
 if __name__ == "__main__":

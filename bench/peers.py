@@ -16,13 +16,14 @@ batch of 256), CPU. Variants, interleaved in every repeat:
   built once in its constructor and reused; constructor time reported separately).
 Goal (issue 6): ours (default) >= 1.5x faster than plain double backward.
 """
+
 from __future__ import annotations
 
 import copy
 import sys
 import time
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+import common
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +34,11 @@ from hessdepth.lanczos import probe_vector
 
 GOAL = 1.5
 PYHESSIAN_DIR = common.BENCH / ".pyhessian"
-EIG_PATCH = ("PyHessian 0.1's density() calls torch.eig, removed from PyTorch; the harness sets "
-             "torch.eig to a torch.linalg.eigh-based replacement (T is symmetric; same return layout: "
-             "eigenvalues as an (m, 2) real/imaginary tensor, eigenvectors as columns).")
+EIG_PATCH = (
+    "PyHessian 0.1's density() calls torch.eig, removed from PyTorch; the harness sets "
+    "torch.eig to a torch.linalg.eigh-based replacement (T is symmetric; same return layout: "
+    "eigenvalues as an (m, 2) real/imaginary tensor, eigenvectors as columns)."
+)
 
 
 def _eig(T, eigenvectors=False):
@@ -46,11 +49,14 @@ def _eig(T, eigenvectors=False):
 def import_pyhessian():
     """(pyhessian module, None) or (None, why not)."""
     if not PYHESSIAN_DIR.exists():
-        return None, (f"{PYHESSIAN_DIR} is missing: install it with "
-                      "`.venv/bin/pip install --no-deps --target bench/.pyhessian pyhessian`")
+        return None, (
+            f"{PYHESSIAN_DIR} is missing: install it with "
+            "`.venv/bin/pip install --no-deps --target bench/.pyhessian pyhessian`"
+        )
     sys.path.insert(0, str(PYHESSIAN_DIR))
     try:
-        import pyhessian  # its __init__ rebinds pyhessian.hessian to the class: take the module itself
+        import pyhessian  # noqa: F401 - imported for its side effect: its __init__ rebinds pyhessian.hessian to the class: take the module itself
+
         ph = sys.modules["pyhessian.hessian"]
     except Exception as err:  # any import failure is reported, the rest still runs
         return None, f"import failed: {type(err).__name__}: {err}"
@@ -85,13 +91,18 @@ def plain_hvp(model, x, y, v):
 
 
 def main():
-    args = common.parse_args(__doc__, repeats=3, extra=lambda p: p.add_argument(
-        "--iter", type=int, default=3, help="Lanczos steps of each PyHessian density() call (default 3)"))
+    args = common.parse_args(
+        __doc__,
+        repeats=3,
+        extra=lambda p: p.add_argument(
+            "--iter", type=int, default=3, help="Lanczos steps of each PyHessian density() call (default 3)"
+        ),
+    )
     depth, n = (8, 16) if args.quick else (20, 256)
     _, images, labels, source = common.cifar_images(n)
     model = hd.seeded_model("resnet", depth, seed=0)
     batches = fixed_batches(images, labels, n, "cpu")
-    (x, y), = batches
+    ((x, y),) = batches
     v = probe_vector(hd.count_params(model), 0, 0)
     v = (v / v.norm()).float()
     ours = {m: hd.HessianOperator(model, batches, m) for m in hd.BN_MODES}
@@ -124,8 +135,9 @@ def main():
             hv = torch.cat([t.reshape(-1) for t in pyh.hessian_vector_product(h_one.gradsH, h_one.params, vs)])
             agree["PyHessian data= vs ours running"] = rel(hv.double(), ref["running"])
             _, hv = h_dl.dataloader_hv_product(vs)
-            agree["PyHessian dataloader= vs ours running"] = rel(torch.cat([t.reshape(-1) for t in hv]).double(),
-                                                                 ref["running"])
+            agree["PyHessian dataloader= vs ours running"] = rel(
+                torch.cat([t.reshape(-1) for t in hv]).double(), ref["running"]
+            )
 
             def per_hvp(h):
                 def run():
@@ -133,6 +145,7 @@ def main():
                     tic = time.perf_counter()
                     h.density(iter=args.iter, n_v=1)
                     return (time.perf_counter() - tic) / pyh.counts["hvp"]
+
                 return run
 
             variants["PyHessian density() dataloader= (per HVP)"] = per_hvp(h_dl)
@@ -147,29 +160,36 @@ def main():
     speed = {}
     for m in hd.BN_MODES:
         speed[f"{m}: plain double backward / ours default"] = common.median_ratio(
-            t, f"plain double backward {m}", f"ours default {m}")
+            t, f"plain double backward {m}", f"ours default {m}"
+        )
         speed[f"{m}: plain double backward / ours uncached"] = common.median_ratio(
-            t, f"plain double backward {m}", f"ours uncached {m}")
+            t, f"plain double backward {m}", f"ours uncached {m}"
+        )
     if pyh is not None and why is None:
         speed["running: PyHessian dataloader= / ours uncached"] = common.median_ratio(
-            t, "PyHessian density() dataloader= (per HVP)", "ours uncached running")
+            t, "PyHessian density() dataloader= (per HVP)", "ours uncached running"
+        )
         speed["running: PyHessian data= / ours default"] = common.median_ratio(
-            t, "PyHessian density() data= (per HVP)", "ours default running")
+            t, "PyHessian density() data= (per HVP)", "ours default running"
+        )
     met = all(speed[f"{m}: plain double backward / ours default"] >= GOAL for m in hd.BN_MODES)
-    pyh_note = (f"PyHessian: version 0.1 from PyPI in bench/.pyhessian (not a project dependency). {EIG_PATCH} "
-                f"density(iter={args.iter}, n_v=1) per call; its constructor with data= (forward + backward with "
-                f"create_graph) took {setup_s:.3g} s once." if why is None and pyh is not None
-                else f"PyHessian not measured: {why}")
+    pyh_note = (
+        f"PyHessian: version 0.1 from PyPI in bench/.pyhessian (not a project dependency). {EIG_PATCH} "
+        f"density(iter={args.iter}, n_v=1) per call; its constructor with data= (forward + backward with "
+        f"create_graph) took {setup_s:.3g} s once."
+        if why is None and pyh is not None
+        else f"PyHessian not measured: {why}"
+    )
     body = f"""Data: {source}, {n} images as one batch; resnet{depth} at its seeded initialisation; CPU; float32.
-Median over {args.repeats} interleaved repeats after one warm-up call each. {common.load_summary(res['loads'])}.
+Median over {args.repeats} interleaved repeats after one warm-up call each. {common.load_summary(res["loads"])}.
 
-{common.table(["variant", "median s per HVP", "first call s"], [[k, med[k], res['first'][k]] for k in variants])}
+{common.table(["variant", "median s per HVP", "first call s"], [[k, med[k], res["first"][k]] for k in variants])}
 
 {common.table(["speed-up (median of per-repeat ratios)", "x"], [[k, s] for k, s in speed.items()])}
 
-"ours default" is HessianOperator's default composition "auto", which chose `{ours['batch'].composition}`
-(batch) and `{ours['running'].composition}` (running): the first-order graph of these {n} images is
-{ours['batch'].graph_bytes / 2**30:.2f} GiB (batch BN), within the default graph_cache_gb.
+"ours default" is HessianOperator's default composition "auto", which chose `{ours["batch"].composition}`
+(batch) and `{ours["running"].composition}` (running): the first-order graph of these {n} images is
+{ours["batch"].graph_bytes / 2**30:.2f} GiB (batch BN), within the default graph_cache_gb.
 Goal: ours (default) >= {GOAL}x faster than plain double backward in the same BN mode: {"met" if met else "NOT met"}.
 
 Agreement of the timed products with ours (relative 2-norm difference, same v):
@@ -177,10 +197,23 @@ Agreement of the timed products with ours (relative 2-norm difference, same v):
 
 {pyh_note}
 """
-    common.write_results("peers", "2. Our HVP vs plain double backward and PyHessian", body,
-                         {"results": res, "speedup": speed, "agreement": agree, "pyhessian": why or "ok",
-                          "pyhessian_setup_s": setup_s, "depth": depth, "n_images": n, "data": source},
-                         args, "python bench/peers.py")
+    common.write_results(
+        "peers",
+        "2. Our HVP vs plain double backward and PyHessian",
+        body,
+        {
+            "results": res,
+            "speedup": speed,
+            "agreement": agree,
+            "pyhessian": why or "ok",
+            "pyhessian_setup_s": setup_s,
+            "depth": depth,
+            "n_images": n,
+            "data": source,
+        },
+        args,
+        "python bench/peers.py",
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Every variant has its own model and optimizer from the same seed. The first step
 not timed; the first step's time is reported (for compile it is the compilation). The inductor
 cache is a fresh temporary directory, so compile time is a cold compile.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: I001 -- first: sets OMP_WAIT_POLICY before torch loads
+import common
 
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
 
@@ -37,8 +38,17 @@ class HessdepthLoop:
     def __init__(self, depth, data, batch, device, **switch):
         cfg = hd.TrainConfig(steps=10**9, batch_size=batch, log_every=10**9, snapshot_every=10**9, **switch)
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-train-")
-        self.run = _Run(hd.seeded_model("resnet", depth, seed=0), data, cfg, {}, f"{self.tmp.name}/curve.h5",
-                        None, 0, torch.device(device), None)
+        self.run = _Run(
+            hd.seeded_model("resnet", depth, seed=0),
+            data,
+            cfg,
+            {},
+            f"{self.tmp.name}/curve.h5",
+            None,
+            0,
+            torch.device(device),
+            None,
+        )
         self.device = torch.device(device)
 
     def steps(self, n):
@@ -54,8 +64,14 @@ class TorchvisionLoop:
         from PIL import Image
         from torch.utils.data import DataLoader, Dataset
 
-        transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                               T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+        transform = T.Compose(
+            [
+                T.RandomCrop(32, padding=4),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+            ]
+        )
         hwc = np.ascontiguousarray(data.train_images.transpose(0, 2, 3, 1))
         labels = data.train_labels
 
@@ -90,10 +106,17 @@ class TorchvisionLoop:
 
 def measure(depth, data, batch, steps, repeats, warmup_steps, device="cpu", compile_ok=True) -> dict:
     loops, errors, first = {}, {}, {}
-    makers = {"hessdepth (defaults)": lambda: HessdepthLoop(depth, data, batch, device),
-              "torchvision DataLoader": lambda: TorchvisionLoop(depth, data, batch, device)}
-    makers.update({f"hessdepth {s}": (lambda s=s: HessdepthLoop(depth, data, batch, device, **{s: True}))
-                   for s in SWITCHES if s != "compile" or compile_ok})
+    makers = {
+        "hessdepth (defaults)": lambda: HessdepthLoop(depth, data, batch, device),
+        "torchvision DataLoader": lambda: TorchvisionLoop(depth, data, batch, device),
+    }
+    makers.update(
+        {
+            f"hessdepth {s}": (lambda s=s: HessdepthLoop(depth, data, batch, device, **{s: True}))
+            for s in SWITCHES
+            if s != "compile" or compile_ok
+        }
+    )
     for name, make in makers.items():  # build and warm up; the first step is timed on its own
         try:
             loop = make()
@@ -108,8 +131,9 @@ def measure(depth, data, batch, steps, repeats, warmup_steps, device="cpu", comp
             errors[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
             print(f"  {name} failed: {errors[name]}", file=sys.stderr)
     print(f"resnet{depth}: {steps} steps x {repeats} repeats per variant", file=sys.stderr)
-    res = common.interleaved({n: (lambda lp=lp: lp.steps(steps)) for n, lp in loops.items()}, repeats, warmup=0,
-                             device=device)
+    res = common.interleaved(
+        {n: (lambda lp=lp: lp.steps(steps)) for n, lp in loops.items()}, repeats, warmup=0, device=device
+    )
     res["images_per_s"] = {n: steps * batch / t for n, t in res["median"].items()}
     base = "hessdepth (defaults)"
     res["vs_defaults"] = {n: common.median_ratio(res["times"], base, n) for n in loops} if base in loops else {}
@@ -118,25 +142,38 @@ def measure(depth, data, batch, steps, repeats, warmup_steps, device="cpu", comp
 
 
 def report(r) -> str:
-    rows = [[n, r["images_per_s"][n], r["median"][n] / r["steps"], r["vs_defaults"].get(n, ""), r["first_step_s"][n]]
-            for n in r["median"]]
+    rows = [
+        [n, r["images_per_s"][n], r["median"][n] / r["steps"], r["vs_defaults"].get(n, ""), r["first_step_s"][n]]
+        for n in r["median"]
+    ]
     rows += [[n, "failed", "", "", e] for n, e in r["errors"].items()]
-    return f"""### resnet{r['depth']}: {r['steps']} timed steps per repeat x {len(r['loads'])} repeats = {r['steps'] * len(r['loads'])} per variant (after {r['warmup_steps']} warm-up steps)
+    timed = f"{r['steps']} timed steps per repeat x {len(r['loads'])} repeats = {r['steps'] * len(r['loads'])}"
+    return f"""### resnet{r["depth"]}: {timed} per variant (after {r["warmup_steps"]} warm-up steps)
 
-{common.load_summary(r['loads'])}.
+{common.load_summary(r["loads"])}.
 
 {common.table(["variant", "images/s", "s per step", "speed vs defaults", "first step s (compile: compile time)"], rows)}
 """
 
 
 def main():
-    args = common.parse_args(__doc__, repeats=4, extra=lambda p: p.add_argument(
-        "--no-compile", action="store_true", help="skip the compile variant (--quick skips it too)"))
+    args = common.parse_args(
+        __doc__,
+        repeats=4,
+        extra=lambda p: p.add_argument(
+            "--no-compile", action="store_true", help="skip the compile variant (--quick skips it too)"
+        ),
+    )
     data, _, _, source = common.cifar_images(1)
     if args.quick:
         plan = [(8, 2, 2, 32)]  # depth, steps per repeat, warm-up steps, batch
-        data = hd.CifarData(data.train_images[:256], data.train_labels[:256], data.test_images[:10],
-                            data.test_labels[:10], classes=data.classes)
+        data = hd.CifarData(
+            data.train_images[:256],
+            data.train_labels[:256],
+            data.test_images[:10],
+            data.test_labels[:10],
+            classes=data.classes,
+        )
     else:
         plan = [(20, 5, 3, 128), (80, 2, 2, 128)]
     results = []
@@ -150,16 +187,24 @@ def main():
             key = f"hessdepth {s}"
             if key in r["vs_defaults"]:
                 verdict.append(f"resnet{r['depth']} {s}: {r['vs_defaults'][key]:.2f}x the defaults' speed")
-    body = (f"Data: {source}, {len(data.train_labels)} training images; batch {results[0]['batch']}, width 16, CPU. "
-            "images/s = steps x batch / median time of a repeat; 'speed vs defaults' = median over repeats of "
-            "(defaults' time / variant's time) in the same repeat.\n\n"
-            + "\n".join(report(r) for r in results)
-            + f"\nDefaults (TrainConfig and config.yaml): {', '.join(f'{k}={v}' for k, v in defaults.items())} -- all off. "
-            f"Measured here: {'; '.join(verdict)}. A switch is worth turning on by default only where it is faster "
-            "on the machine that trains (these are CPU numbers; on a GPU, channels_last and bf16 usually pay).\n"
-            "ResNet-80 gets fewer steps per repeat (2) than ResNet-20 (5) to keep the run short on 2 cores.\n")
-    common.write_results("train_throughput", "5. Training throughput", body, {"results": results, "data": source},
-                         args, "python bench/train_throughput.py")
+    body = (
+        f"Data: {source}, {len(data.train_labels)} training images; batch {results[0]['batch']}, width 16, CPU. "
+        "images/s = steps x batch / median time of a repeat; 'speed vs defaults' = median over repeats of "
+        "(defaults' time / variant's time) in the same repeat.\n\n"
+        + "\n".join(report(r) for r in results)
+        + f"\nDefaults (TrainConfig and config.yaml): {', '.join(f'{k}={v}' for k, v in defaults.items())} -- all off. "
+        f"Measured here: {'; '.join(verdict)}. A switch is worth turning on by default only where it is faster "
+        "on the machine that trains (these are CPU numbers; on a GPU, channels_last and bf16 usually pay).\n"
+        "ResNet-80 gets fewer steps per repeat (2) than ResNet-20 (5) to keep the run short on 2 cores.\n"
+    )
+    common.write_results(
+        "train_throughput",
+        "5. Training throughput",
+        body,
+        {"results": results, "data": source},
+        args,
+        "python bench/train_throughput.py",
+    )
 
 
 if __name__ == "__main__":

@@ -1,15 +1,25 @@
 """Rule curvature_summary: summary_curvature.csv (per run) and summary_curvature_by_model.csv."""
+
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
 from hessdepth.summary import (
-    CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, aggregate_curvature, summarize_curvature, write_csv,
+    CURVATURE_BY_MODEL_COLUMNS,
+    CURVATURE_COLUMNS,
+    aggregate_curvature,
+    summarize_curvature,
+    write_csv,
 )
 
 hd.setup_job(snakemake.log[0])
 stats = snakemake.params.stats
-rows = summarize_curvature(snakemake.input.blocks, snakemake.input.gauss_newton, stats=stats,
-                           checkpoints=snakemake.input.checkpoints, settings=snakemake.params.settings)
+rows = summarize_curvature(
+    snakemake.input.blocks,
+    snakemake.input.gauss_newton,
+    stats=stats,
+    checkpoints=snakemake.input.checkpoints,
+    settings=snakemake.params.settings,
+)
 write_csv(snakemake.output.csv, rows, CURVATURE_COLUMNS)
 write_csv(snakemake.output.by_model, aggregate_curvature(rows, stats["confidence"]), CURVATURE_BY_MODEL_COLUMNS)

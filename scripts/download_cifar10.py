@@ -1,4 +1,5 @@
 """Rule download_cifar10: fetch the official CIFAR-10 archive and check its md5."""
+
 import sys
 from pathlib import Path
 

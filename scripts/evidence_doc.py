@@ -4,6 +4,7 @@ Reads runs/cifar_cpu/half{0,1}/ (each a complete workflow run of config/cifar_cp
 class-balanced half of the shared CIFAR-10 subset) and writes docs/evidence/cifar_cpu/: half 0's
 tables and figures, half 1's beside them in half1/, and results.md with both halves' verdicts.
 """
+
 import argparse
 import shutil
 import sys
@@ -57,11 +58,18 @@ def job_minutes(run: Path, rules: tuple[str, ...] | None = None) -> tuple[float,
 def wall_note(run: Path, name: str) -> str:
     """One half's wall time, from its dataset file to its last table or figure, and its job time."""
     first = (run / "results/cifar_cpu/data.h5").stat().st_mtime
-    last = max(p.stat().st_mtime for d in ("results/cifar_cpu", "figures/cifar_cpu") for p in (run / d).rglob("*")
-               if p.is_file())
+    last = max(
+        p.stat().st_mtime
+        for d in ("results/cifar_cpu", "figures/cifar_cpu")
+        for p in (run / d).rglob("*")
+        if p.is_file()
+    )
     minutes, jobs = job_minutes(run)
-    note = (f"{name}: {(last - first) / 60:.1f} min wall clock on {time.strftime('%Y-%m-%d', time.gmtime(first))}, "
-            f"{minutes:.1f} min of job time over {jobs} jobs")
+    note = (
+        f"{name}: {(last - first) / 60:.1f} min wall clock on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(first))}"
+        ", "
+        f"{minutes:.1f} min of job time over {jobs} jobs"
+    )
     curvature, stages = job_minutes(run, CURVATURE_RULES)
     if stages:
         note += f" ({curvature:.1f} min of it in the {stages} curvature jobs)"
@@ -79,8 +87,14 @@ def power_section() -> list[str]:
     body = [line.replace("### ", "#### ") for line in section[1:]]  # its own title becomes ours
     while body and not body[0].strip():
         body.pop(0)
-    return ["## Power: what it would take", "",
-            "From `bench/evidence_power.py` (copied from bench/RESULTS.md):", "", *body, ""]
+    return [
+        "## Power: what it would take",
+        "",
+        "From `bench/evidence_power.py` (copied from bench/RESULTS.md):",
+        "",
+        *body,
+        "",
+    ]
 
 
 def main() -> None:
@@ -97,6 +111,8 @@ def main() -> None:
     config = merged(config, {"data": {"archive": hd.describe_dataset(data).split(",")[0], "half": 0}})
     wall = "; ".join(wall_note(run, f"half {i}") for i, run in enumerate(halves))
     curvature = [args.out / name for name in CURVATURE_TABLES if (args.out / name).exists()]
+    if curvature and not (halves[1] / "results/cifar_cpu" / CURVATURE_TABLES[0]).exists():
+        wall += "; half 1 ran without the curvature stages, so their section below is half 0's alone"
     text = render_results(
         read_csv(args.out / "summary.csv"),
         read_csv(args.out / "summary_by_model.csv"),
@@ -113,8 +129,11 @@ def main() -> None:
     )
     power = power_section()
     if power:
-        text = text.replace("\n## Skewness and kurtosis of the Hessian spectrum", "\n".join(["", *power]) +
-                            "\n## Skewness and kurtosis of the Hessian spectrum", 1)
+        text = text.replace(
+            "\n## Skewness and kurtosis of the Hessian spectrum",
+            "\n".join(["", *power]) + "\n## Skewness and kurtosis of the Hessian spectrum",
+            1,
+        )
     (args.out / "results.md").write_text(text)
     print(f"wrote {args.out / 'results.md'}")
 

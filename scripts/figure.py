@@ -1,4 +1,5 @@
 """Rule figure: one of the paper's six figures (params.figure) as PDF and PNG."""
+
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")

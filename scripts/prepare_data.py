@@ -1,4 +1,5 @@
 """Rule prepare_data: CIFAR-10 archive or synthetic dataset -> one HDF5 file."""
+
 import sys
 from pathlib import Path
 

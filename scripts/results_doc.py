@@ -1,4 +1,5 @@
 """Rule results_doc: the Markdown results document, generated from the summary CSVs only."""
+
 import os
 import sys
 from pathlib import Path

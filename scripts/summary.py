@@ -1,4 +1,5 @@
 """Rule summary: every model x seed x step in summary.h5 / summary.csv / summary_by_model.csv."""
+
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
@@ -8,13 +9,20 @@ from hessdepth.summary import aggregate_by_model, summarize, write_summary
 hd.setup_job(snakemake.log[0])
 params = snakemake.params
 summary = summarize(
-    snakemake.input.lanczos, snakemake.input.moments, snakemake.input.checkpoints,
-    density=params.density, stats=params.stats,
+    snakemake.input.lanczos,
+    snakemake.input.moments,
+    snakemake.input.checkpoints,
+    density=params.density,
+    stats=params.stats,
     expect=[{"model": m, "seed": int(s), "step": int(t)} for m, s, t in params.runs],
     settings=params.settings,
 )
 by_model = aggregate_by_model(summary.rows, params.stats["confidence"])
 write_summary(
-    snakemake.output.h5, snakemake.output.csv, snakemake.output.by_model, summary, by_model,
+    snakemake.output.h5,
+    snakemake.output.csv,
+    snakemake.output.by_model,
+    summary,
+    by_model,
     attrs={"density": params.density, "stats": params.stats, "settings": params.settings},
 )

@@ -1,4 +1,5 @@
 """Rule train: one model and seed, checkpoints at the configured steps, resumable snapshots."""
+
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
@@ -13,8 +14,14 @@ cfg = hd.TrainConfig(**settings)
 data = hd.load_dataset_h5(snakemake.input.data)
 device = hd.choose_device(snakemake.params.device)
 model = hd.seeded_model(arch, depth, width=snakemake.params.width, num_classes=len(data.classes), seed=seed)
-log.info("training %s seed %d (%d parameters) on %s for %d steps", snakemake.wildcards.model, seed,
-         hd.count_params(model), device, cfg.steps)
+log.info(
+    "training %s seed %d (%d parameters) on %s for %d steps",
+    snakemake.wildcards.model,
+    seed,
+    hd.count_params(model),
+    device,
+    cfg.steps,
+)
 checkpoint_of = dict(zip(sorted(steps), snakemake.output.checkpoints))
 result = hd.train(
     model,

@@ -1,4 +1,5 @@
 """Shared helpers: run the real snakemake CLI on a config in a temporary working directory."""
+
 import os
 import subprocess
 import sys
@@ -8,7 +9,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SUBSET = ROOT.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"  # ../shared beside the checkout
+SHARED_SUBSET = (
+    ROOT.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
+)  # ../shared beside the checkout
 SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
 
 
@@ -26,12 +29,18 @@ def snakemake(
         (workdir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
         configfiles.append(str(workdir / "overrides.yaml"))
     cmd = [
-        sys.executable, "-m", "snakemake",
+        sys.executable,
+        "-m",
+        "snakemake",
         *args,
-        "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", *configfiles,
-        "--cores", "2",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *configfiles,
+        "--cores",
+        "2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

@@ -3,6 +3,7 @@
 Spectra are those of diagonal matrices: Lanczos runs on diag(eigs) from a normalised Rademacher
 probe, for which v^T H^k v = (1/n) sum(eigs^k) exactly, so SLQ must recover the true moments.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,17 @@ from hessdepth.h5io import atomic_h5, string_array
 
 
 def identity(arch: str, depth: int, seed: int = 0, step: int = 10, synthetic: bool = True) -> dict:
-    return dict(dataset="synthetic" if synthetic else "cifar10", synthetic=synthetic,
-                model=f"{arch}{depth}", arch=arch, depth=depth, seed=seed, step=step,
-                n_params=1000 * depth, bn_mode="batch")
+    return dict(
+        dataset="synthetic" if synthetic else "cifar10",
+        synthetic=synthetic,
+        model=f"{arch}{depth}",
+        arch=arch,
+        depth=depth,
+        seed=seed,
+        step=step,
+        n_params=1000 * depth,
+        bn_mode="batch",
+    )
 
 
 def spectrum(n: int, tail: float, seed: int) -> np.ndarray:
@@ -26,8 +35,7 @@ def spectrum(n: int, tail: float, seed: int) -> np.ndarray:
 def true_stats(eigs: np.ndarray) -> dict:
     c = eigs - eigs.mean()
     var = np.mean(c**2)
-    return dict(mean=eigs.mean(), std=np.sqrt(var), skewness=np.mean(c**3) / var**1.5,
-                kurtosis=np.mean(c**4) / var**2)
+    return dict(mean=eigs.mean(), std=np.sqrt(var), skewness=np.mean(c**3) / var**1.5, kurtosis=np.mean(c**4) / var**2)
 
 
 def lanczos(eigs: np.ndarray, v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +54,9 @@ def lanczos(eigs: np.ndarray, v: np.ndarray, m: int) -> tuple[np.ndarray, np.nda
     return alpha, beta
 
 
-def write_lanczos(path, eigs, ident: dict, probes: int = 3, m: int = 30, short: int = 0, seed: int = 0,
-                  diverged: bool = False) -> None:
+def write_lanczos(
+    path, eigs, ident: dict, probes: int = 3, m: int = 30, short: int = 0, seed: int = 0, diverged: bool = False
+) -> None:
     """lanczos.h5; the last probe stops ``short`` steps early (NaN/0 padded), as the layout allows."""
     rng = np.random.default_rng(seed)
     shape = (probes, m)
@@ -63,8 +72,9 @@ def write_lanczos(path, eigs, ident: dict, probes: int = 3, m: int = 30, short: 
     if diverged:
         nodes[:] = np.nan
     with atomic_h5(path, ident) as f:
-        for name, data in dict(alpha=alpha, beta=beta, nodes=nodes, weights=weights, steps=steps,
-                               seconds=np.ones(probes)).items():
+        for name, data in dict(
+            alpha=alpha, beta=beta, nodes=nodes, weights=weights, steps=steps, seconds=np.ones(probes)
+        ).items():
             f.create_dataset(name, data=data)
 
 
@@ -93,11 +103,13 @@ def write_curve(path, ident: dict, final_loss: float, steps: int = 200, diverged
     loss = 2.3 * (final_loss / 2.3) ** (step / steps)
     lr = np.where(step < steps // 2, 0.1, 0.01)
     if diverged:
-        loss[len(loss) // 2:] = np.nan
+        loss[len(loss) // 2 :] = np.nan
     attrs = {k: ident[k] for k in ("model", "arch", "depth", "seed", "dataset", "synthetic")}
     with atomic_h5(path, {**attrs, "diverged": diverged, "config": {"steps": steps}}) as f:
-        for group, data in dict(train=dict(step=step, loss=loss, acc=1 - loss / 2.3, lr=lr),
-                                test=dict(step=step[::5], loss=loss[::5], acc=1 - loss[::5] / 2.3)).items():
+        for group, data in dict(
+            train=dict(step=step, loss=loss, acc=1 - loss / 2.3, lr=lr),
+            test=dict(step=step[::5], loss=loss[::5], acc=1 - loss[::5] / 2.3),
+        ).items():
             for key, value in data.items():
                 f.create_dataset(f"{group}/{key}", data=value)
 

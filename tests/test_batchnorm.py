@@ -1,4 +1,5 @@
 """The hand-derived second derivative of BatchNorm against finite differences and PyTorch's own."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,10 @@ def _inputs(shape, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 3 + 1).requires_grad_()
     weight, bias = (torch.randn(shape[1], generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2))
-    running = (torch.randn(shape[1], generator=gen, dtype=torch.float64), torch.rand(shape[1], generator=gen,
-                                                                                       dtype=torch.float64) + 0.5)
+    running = (
+        torch.randn(shape[1], generator=gen, dtype=torch.float64),
+        torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5,
+    )
     return x, weight, bias, running
 
 
@@ -43,8 +46,9 @@ def test_agrees_with_pytorchs_double_backward(stats):
     x, weight, bias, running = _inputs((8, 4, 3, 3), seed=2)
     mean, var = running if stats == "running" else (None, None)
     training = stats == "batch"
-    native = _second_derivatives(lambda *a: F.batch_norm(a[0], mean, var, a[1], a[2], training, 0.1, 1e-5),
-                                 x, weight, bias)
+    native = _second_derivatives(
+        lambda *a: F.batch_norm(a[0], mean, var, a[1], a[2], training, 0.1, 1e-5), x, weight, bias
+    )
     ours = _second_derivatives(lambda *a: batch_norm(*a, mean, var, eps=1e-5), x, weight, bias)
     for a, b in zip(ours, native):
         assert (a - b).norm() <= 1e-12 * b.norm()

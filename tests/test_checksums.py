@@ -1,4 +1,5 @@
 """Stored numbers carry checksums that every reader verifies: damage or edits are errors naming the file."""
+
 import h5py
 import numpy as np
 import pytest
@@ -42,12 +43,17 @@ def test_a_flipped_byte_is_an_error_naming_the_file_and_dataset(tmp_path):
         open_checked(path)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda f: f["values"].__setitem__(slice(None), f["values"][()] * 1.5),  # a scaled array (HDF5 redoes Fletcher-32)
-    lambda f: f.attrs.__setitem__("seed", 1),
-    lambda f: f["scalar"].__setitem__((), 4.0),
-    lambda f: f.create_dataset("extra", data=np.zeros(3)),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda f: f["values"].__setitem__(
+            slice(None), f["values"][()] * 1.5
+        ),  # a scaled array (HDF5 redoes Fletcher-32)
+        lambda f: f.attrs.__setitem__("seed", 1),
+        lambda f: f["scalar"].__setitem__((), 4.0),
+        lambda f: f.create_dataset("extra", data=np.zeros(3)),
+    ],
+)
 def test_edits_through_hdf5_are_caught_by_the_digest(tmp_path, edit):
     path = written(tmp_path / "a.h5")
     with h5py.File(path, "r+") as f:

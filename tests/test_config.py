@@ -1,4 +1,5 @@
 """The configuration is checked whole, before any job: every problem gets its own message."""
+
 import copy
 from pathlib import Path
 
@@ -111,8 +112,11 @@ def test_curvature_steps_are_checkpoints_and_hold_the_figures_step():
 
 
 def test_strings_from_snakemake_cli_are_parsed_where_the_schema_wants_no_string():
-    cli = {"train": {"steps": "100000", "augment": "false", "lr": "0.05", "lr_milestones": ["0.5"]},
-           "data": {"md5": "null", "archive": "/data/x.tar.gz"}, "hessian": {"bn_mode": "running"}}
+    cli = {
+        "train": {"steps": "100000", "augment": "false", "lr": "0.05", "lr_milestones": ["0.5"]},
+        "data": {"md5": "null", "archive": "/data/x.tar.gz"},
+        "hessian": {"bn_mode": "running"},
+    }
     coerced = hd.coerce_cli_strings(cli, SCHEMA)
     assert coerced["train"] == {"steps": 100000, "augment": False, "lr": 0.05, "lr_milestones": [0.5]}
     assert coerced["data"] == {"md5": None, "archive": "/data/x.tar.gz"}
@@ -121,8 +125,13 @@ def test_strings_from_snakemake_cli_are_parsed_where_the_schema_wants_no_string(
 
 
 def test_integer_keys_refuse_floats():
-    config = merged({"train": {"steps": 20.0, "checkpoints": [10, 20]}, "lanczos": {"iterations": 8.0},
-                     "hessian": {"samples": 60.0}})
+    config = merged(
+        {
+            "train": {"steps": 20.0, "checkpoints": [10, 20]},
+            "lanczos": {"iterations": 8.0},
+            "hessian": {"samples": 60.0},
+        }
+    )
     message = problems(config)
     assert "train.steps must be an integer, got 20.0; write 20" in message
     assert "lanczos.iterations must be an integer, got 8.0; write 8" in message
@@ -134,32 +143,62 @@ def test_integer_keys_refuse_floats():
 SYNTHETIC = {"dataset": "synthetic", "data": {"synthetic": {"n_train": 200}}}
 
 
-@pytest.mark.parametrize("override, expected", [
-    ({**SYNTHETIC, "train": {"batch_size": 256}},
-     "train.batch_size: 256 is larger than the training set (200 images: data.synthetic.n_train = 200); "
-     "lower it to at most 200"),
-    ({"data": {"half": 0}, "hessian": {"samples": 30000}},
-     "hessian.samples: 30000 is more than a class-balanced subset of the training set (25000 images: "
-     "class-balanced half 0 (data.half) of CIFAR-10's 50,000) can hold; ask for at most 25000"),
-    ({"gradnorms": {"samples": 60000}}, "gradnorms.samples: 60000 is more than a class-balanced subset of the "
-                                        "training set (50000 images: CIFAR-10's 50,000) can hold"),
-    ({"gradnorms": {"samples": 55}}, "gradnorms.samples: 55 must be a multiple of the 10 classes"),
-    ({**SYNTHETIC, "data": {**SYNTHETIC["data"], "half": 1}, "gradnorms": {"samples": None, "batch_size": 1000}},
-     "gradnorms.batch_size: 1000 is larger than the images it batches, the training set (100 images: "
-     "class-balanced half 1 (data.half) of data.synthetic.n_train = 200); lower it to at most 100"),
-    ({"hessian": {"samples": 60, "batch_size": 100}},
-     "hessian.batch_size: 100 is larger than the images it batches, the 60 of hessian.samples; "
-     "lower it to at most 60"),
-], ids=["train-batch", "hessian-samples-half", "gradnorms-samples", "gradnorms-multiple", "gradnorms-batch",
-        "hessian-batch"])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            {**SYNTHETIC, "train": {"batch_size": 256}},
+            "train.batch_size: 256 is larger than the training set (200 images: data.synthetic.n_train = 200); "
+            "lower it to at most 200",
+        ),
+        (
+            {"data": {"half": 0}, "hessian": {"samples": 30000}},
+            "hessian.samples: 30000 is more than a class-balanced subset of the training set (25000 images: "
+            "class-balanced half 0 (data.half) of CIFAR-10's 50,000) can hold; ask for at most 25000",
+        ),
+        (
+            {"gradnorms": {"samples": 60000}},
+            "gradnorms.samples: 60000 is more than a class-balanced subset of the "
+            "training set (50000 images: CIFAR-10's 50,000) can hold",
+        ),
+        ({"gradnorms": {"samples": 55}}, "gradnorms.samples: 55 must be a multiple of the 10 classes"),
+        (
+            {**SYNTHETIC, "data": {**SYNTHETIC["data"], "half": 1}, "gradnorms": {"samples": None, "batch_size": 1000}},
+            "gradnorms.batch_size: 1000 is larger than the images it batches, the training set (100 images: "
+            "class-balanced half 1 (data.half) of data.synthetic.n_train = 200); lower it to at most 100",
+        ),
+        (
+            {"hessian": {"samples": 60, "batch_size": 100}},
+            "hessian.batch_size: 100 is larger than the images it batches, the 60 of hessian.samples; "
+            "lower it to at most 60",
+        ),
+    ],
+    ids=[
+        "train-batch",
+        "hessian-samples-half",
+        "gradnorms-samples",
+        "gradnorms-multiple",
+        "gradnorms-batch",
+        "hessian-batch",
+    ],
+)
 def test_sizes_the_training_set_cannot_fill(override, expected):
     assert expected in problems(merged(override))
 
 
 def test_sizes_up_to_the_training_set_are_valid():
     hd.check_config(merged({"data": {"half": 1}, "hessian": {"samples": 25000, "batch_size": 25000}}), SCHEMA)
-    hd.check_config(merged(SYNTHETIC, {"train": {"batch_size": 200}, "hessian": {"samples": None, "batch_size": 200},
-                                       "gradnorms": {"samples": None, "batch_size": 200}}), SCHEMA)
+    hd.check_config(
+        merged(
+            SYNTHETIC,
+            {
+                "train": {"batch_size": 200},
+                "hessian": {"samples": None, "batch_size": 200},
+                "gradnorms": {"samples": None, "batch_size": 200},
+            },
+        ),
+        SCHEMA,
+    )
 
 
 def test_cuda_device_must_exist(monkeypatch):

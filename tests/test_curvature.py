@@ -1,4 +1,5 @@
 """Blocks, Gauss-Newton and remainder operators against dense float64 ground truth on tiny models."""
+
 import numpy as np
 import pytest
 import torch
@@ -31,13 +32,35 @@ def where(model, names):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("names, expected", [
-    ("layer2.", ["layer2.0.conv1.weight", "layer2.0.bn1.weight", "layer2.0.bn1.bias",
-                 "layer2.0.conv2.weight", "layer2.0.bn2.weight", "layer2.0.bn2.bias"]),
-    # whole name components only: "conv1.weight" and "bn1" are not layer1.0.conv1.weight, layer1.0.bn1.*
-    (["fc", "conv1.weight", "bn1", "layer3.0.bn2."],
-     ["conv1.weight", "bn1.weight", "bn1.bias", "layer3.0.bn2.weight", "layer3.0.bn2.bias", "fc.weight", "fc.bias"]),
-])
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (
+            "layer2.",
+            [
+                "layer2.0.conv1.weight",
+                "layer2.0.bn1.weight",
+                "layer2.0.bn1.bias",
+                "layer2.0.conv2.weight",
+                "layer2.0.bn2.weight",
+                "layer2.0.bn2.bias",
+            ],
+        ),
+        # whole name components only: "conv1.weight" and "bn1" are not layer1.0.conv1.weight, layer1.0.bn1.*
+        (
+            ["fc", "conv1.weight", "bn1", "layer3.0.bn2."],
+            [
+                "conv1.weight",
+                "bn1.weight",
+                "bn1.bias",
+                "layer3.0.bn2.weight",
+                "layer3.0.bn2.bias",
+                "fc.weight",
+                "fc.bias",
+            ],
+        ),
+    ],
+)
 def test_block_of_a_hessian_is_its_exact_sub_block(names, expected, mode):
     model, batches = tm.make_case("resnet")
     sub = tm.case_hessian("resnet", mode)[where(model, expected)][:, where(model, expected)]

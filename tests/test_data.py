@@ -1,4 +1,5 @@
 """hessdepth.data: archive reading, download, synthetic data, HDF5 round trip, batching."""
+
 import functools
 import http.server
 import io
@@ -31,7 +32,8 @@ from hessdepth.data import (
 )
 from hessdepth.h5io import OutputError
 
-from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5  # noqa: E402
+from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5
+
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 needs_subset = pytest.mark.skipif(not SUBSET.exists(), reason=f"real CIFAR-10 subset not at {SUBSET}")
 
@@ -41,8 +43,11 @@ def cifar_members(data: CifarData, per_batch: int) -> dict:
     members = {"batches.meta": {"label_names": data.classes, "num_vis": 3072}}
     for i in range(5):
         name, part = f"data_batch_{i + 1}", slice(i * per_batch, (i + 1) * per_batch)
-        members[name] = {"data": data.train_images[part].reshape(-1, 3072), "labels": data.train_labels[part].tolist(),
-                         "batch_label": name}
+        members[name] = {
+            "data": data.train_images[part].reshape(-1, 3072),
+            "labels": data.train_labels[part].tolist(),
+            "batch_label": name,
+        }
     members["test_batch"] = {"data": data.test_images.reshape(-1, 3072), "labels": data.test_labels.tolist()}
     return members
 
@@ -101,7 +106,7 @@ def test_md5_mismatch_names_both_checksums():
 @needs_subset
 def test_truncated_or_bogus_archive_is_a_data_error(tmp_path):
     truncated = tmp_path / "truncated.tar.gz"
-    truncated.write_bytes(SUBSET.read_bytes()[: 6_000_000])
+    truncated.write_bytes(SUBSET.read_bytes()[:6_000_000])
     with pytest.raises(DataError, match="truncated.tar.gz: truncated or corrupt"):
         read_cifar_archive(truncated)
     bogus = tmp_path / "bogus.tar.gz"
@@ -172,20 +177,28 @@ def with_key(key, value):
 
 
 def test_each_batch_needs_one_label_per_image(tmp_path, small):
-    path = tampered(tmp_path, small, data_batch_2=with_key("labels", lambda y: y[:-1]),  # 9 labels for 10 images,
-                    data_batch_3=with_key("labels", lambda y: y + [0]))             # 11 for 10: 50 in all
+    path = tampered(
+        tmp_path,
+        small,
+        data_batch_2=with_key("labels", lambda y: y[:-1]),  # 9 labels for 10 images,
+        data_batch_3=with_key("labels", lambda y: y + [0]),
+    )  # 11 for 10: 50 in all
     with pytest.raises(DataError, match=bad_member("data_batch_2", "has 9 labels for its 10 images")):
         read_cifar_archive(path)
 
 
-@pytest.mark.parametrize("pixels, given", [
-    (lambda x: x.astype(np.uint16) + 256, r"of dtype uint16 and shape \(10, 3072\)"),  # would wrap to x
-    (lambda x: x / 255.0, r"of dtype float64 and shape \(10, 3072\)"),                 # would become zeros
-    (lambda x: x[:, :3071], r"of dtype uint8 and shape \(10, 3071\)"),
-    (lambda x: x.reshape(10, 3, 32, 32), r"of dtype uint8 and shape \(10, 3, 32, 32\)"),
-    (lambda x: x.tobytes()[:-1], "of 30719 bytes"),
-    (lambda x: x.tolist(), "of type list"),
-], ids=["uint16", "float", "3071-columns", "4-d", "short-bytes", "list"])
+@pytest.mark.parametrize(
+    "pixels, given",
+    [
+        (lambda x: x.astype(np.uint16) + 256, r"of dtype uint16 and shape \(10, 3072\)"),  # would wrap to x
+        (lambda x: x / 255.0, r"of dtype float64 and shape \(10, 3072\)"),  # would become zeros
+        (lambda x: x[:, :3071], r"of dtype uint8 and shape \(10, 3071\)"),
+        (lambda x: x.reshape(10, 3, 32, 32), r"of dtype uint8 and shape \(10, 3, 32, 32\)"),
+        (lambda x: x.tobytes()[:-1], "of 30719 bytes"),
+        (lambda x: x.tolist(), "of type list"),
+    ],
+    ids=["uint16", "float", "3071-columns", "4-d", "short-bytes", "list"],
+)
 def test_pixels_must_be_uint8_rows_of_3072(tmp_path, small, pixels, given):
     path = tampered(tmp_path, small, data_batch_4=with_key("data", pixels))
     with pytest.raises(DataError, match=bad_member("data_batch_4", f"has data {given}; expected uint8")):
@@ -197,35 +210,48 @@ def test_pixels_may_be_raw_bytes(tmp_path, small):
     np.testing.assert_array_equal(read_cifar_archive(path).test_images, small.test_images)
 
 
-@pytest.mark.parametrize("labels, problem", [
-    (lambda y: [10] + y[1:], r"has label 10; expected labels in \[0, 10\)"),
-    (lambda y: [-1] + y[1:], r"has label -1; expected labels in \[0, 10\)"),
-    (lambda y: [float(v) for v in y], r"has labels \[.*\]; expected a list of integers"),
-    (None, "has labels None; expected a list of integers"),
-], ids=["ten", "negative", "floats", "none"])
+@pytest.mark.parametrize(
+    "labels, problem",
+    [
+        (lambda y: [10] + y[1:], r"has label 10; expected labels in \[0, 10\)"),
+        (lambda y: [-1] + y[1:], r"has label -1; expected labels in \[0, 10\)"),
+        (lambda y: [float(v) for v in y], r"has labels \[.*\]; expected a list of integers"),
+        (None, "has labels None; expected a list of integers"),
+    ],
+    ids=["ten", "negative", "floats", "none"],
+)
 def test_labels_must_be_integers_below_ten(tmp_path, small, labels, problem):
     path = tampered(tmp_path, small, test_batch=with_key("labels", labels))
     with pytest.raises(DataError, match=bad_member("test_batch", problem)):
         read_cifar_archive(path)
 
 
-@pytest.mark.parametrize("names", [
-    [f"class{i}" for i in range(9)], list(range(10)), "abcdefghij", [b"\xff" * 3] * 10,
-], ids=["nine", "ints", "string", "not-utf8"])
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"class{i}" for i in range(9)],
+        list(range(10)),
+        "abcdefghij",
+        [b"\xff" * 3] * 10,
+    ],
+    ids=["nine", "ints", "string", "not-utf8"],
+)
 def test_label_names_must_be_ten_strings(tmp_path, small, names):
     path = tampered(tmp_path, small, **{"batches.meta": {"label_names": names}})
     with pytest.raises(DataError, match=bad_member(r"batches\.meta", "has label_names .*; expected a list of 10")):
         read_cifar_archive(path)
 
 
-@pytest.mark.parametrize("kind, described", [(tarfile.SYMTYPE, "symbolic link"), (tarfile.LNKTYPE, "hard link")],
-                         ids=["symlink", "hardlink"])
+@pytest.mark.parametrize(
+    "kind, described", [(tarfile.SYMTYPE, "symbolic link"), (tarfile.LNKTYPE, "hard link")], ids=["symlink", "hardlink"]
+)
 def test_links_are_not_batches(tmp_path, small, kind, described):
     link = tarfile.TarInfo("cifar-10-batches-py/data_batch_5")
     link.type, link.linkname = kind, "cifar-10-batches-py/data_batch_1"
     path = tampered(tmp_path, small, data_batch_5=link)
-    with pytest.raises(DataError, match=bad_member("data_batch_5", f"is a {described} to .*data_batch_1, not a "
-                                                                   "regular file")):
+    with pytest.raises(
+        DataError, match=bad_member("data_batch_5", f"is a {described} to .*data_batch_1, not a regular file")
+    ):
         read_cifar_archive(path)
 
 
@@ -314,11 +340,21 @@ def test_synthetic_is_deterministic_balanced_and_seed_dependent():
 
 def test_cifar_data_validates_shapes():
     with pytest.raises(ValueError, match="train_images must be uint8"):
-        CifarData(np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2, np.int64), np.zeros((1, 3, 32, 32), np.uint8),
-                  np.zeros(1, np.int64), ["a", "b"])
+        CifarData(
+            np.zeros((2, 32, 32, 3), np.uint8),
+            np.zeros(2, np.int64),
+            np.zeros((1, 3, 32, 32), np.uint8),
+            np.zeros(1, np.int64),
+            ["a", "b"],
+        )
     with pytest.raises(ValueError, match=r"test_labels must lie in \[0, 2\)"):
-        CifarData(np.zeros((2, 3, 32, 32), np.uint8), np.zeros(2, np.int64), np.zeros((1, 3, 32, 32), np.uint8),
-                  np.full(1, 2, np.int64), ["a", "b"])
+        CifarData(
+            np.zeros((2, 3, 32, 32), np.uint8),
+            np.zeros(2, np.int64),
+            np.zeros((1, 3, 32, 32), np.uint8),
+            np.full(1, 2, np.int64),
+            ["a", "b"],
+        )
 
 
 def test_dataset_h5_round_trip(tmp_path, small):

@@ -1,4 +1,5 @@
 """Gaussian-smoothed spectral density from quadrature nodes and weights."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,5 +1,6 @@
 """Fault injection through the real snakemake CLI: a misplaced or damaged intermediate is an error
 that names the file, never a finished run with different numbers."""
+
 import os
 import re
 import shutil
@@ -53,8 +54,9 @@ def test_a_checkpoint_copied_into_another_models_folder_is_refused(finished_run,
     summary = (workdir / "results/test/summary.csv").read_text()
     proc = snakemake(workdir, "results/test/summary.csv", check=False)
     assert proc.returncode != 0
-    assert "holds {'model': 'resnet8'} but stands for {'model': 'simple8'}" in proc.stdout + proc.stderr + \
-        "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+    assert "holds {'model': 'resnet8'} but stands for {'model': 'simple8'}" in proc.stdout + proc.stderr + "".join(
+        p.read_text() for p in (workdir / "logs").rglob("*.log")
+    )
     assert (workdir / "results/test/summary.csv").read_text() == summary  # nothing already computed is lost
 
 
@@ -77,13 +79,16 @@ def test_the_rebuild_hint_rebuilds_the_file(finished_run, tmp_path):
     checkpoint = workdir / "results/test/train/simple8/seed0/step10.h5"
     with h5py.File(checkpoint, "r+") as f:
         f.attrs["train_loss"] = 0.0
-    proc = snakemake(workdir, "results/test/hessian/simple8/seed0/step10/lanczos.h5", "--forcerun", "lanczos",
-                     check=False)
+    proc = snakemake(
+        workdir, "results/test/hessian/simple8/seed0/step10/lanczos.h5", "--forcerun", "lanczos", check=False
+    )
     log = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
     hint = re.search(r"rebuild it with: (rm -f \S+ && snakemake [^\n;]+)", log)
     assert proc.returncode != 0 and hint, log[-2000:]
     assert "--configfile" in hint.group(1)
-    command = hint.group(1).replace(" snakemake ", f" {sys.executable} -m snakemake --snakefile {ROOT / 'Snakefile'} ", 1)
+    command = hint.group(1).replace(
+        " snakemake ", f" {sys.executable} -m snakemake --snakefile {ROOT / 'Snakefile'} ", 1
+    )
     subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True)
     proc = snakemake(workdir, "results/test/hessian/simple8/seed0/step10/lanczos.h5", "--forcerun", "lanczos")
 
@@ -95,8 +100,14 @@ def test_the_summary_refuses_rows_made_with_other_settings(finished_run, tmp_pat
     lanczos = workdir / "results/test/hessian/resnet8/seed0/step10/lanczos.h5"
     lanczos.unlink()
     (workdir / "results/test/summary.csv").unlink()
-    proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "mtime", check=False,
-                     overrides={"lanczos": {"iterations": 9}})
+    proc = snakemake(
+        workdir,
+        "results/test/summary.csv",
+        "--rerun-triggers",
+        "mtime",
+        check=False,
+        overrides={"lanczos": {"iterations": 9}},
+    )
     log = (workdir / "logs/test/summary.log").read_text()
     assert proc.returncode != 0
     assert "was made with other settings: iterations=8 (the config says 9)" in log
@@ -104,33 +115,56 @@ def test_the_summary_refuses_rows_made_with_other_settings(finished_run, tmp_pat
 
 
 def test_a_result_from_a_retrained_checkpoint_is_refused(finished_run, tmp_path):
-    """A checkpoint replaced by another valid one (other weights, same run) while its spectra stay
-    (no mtime trigger): the summary names the spectrum and the checkpoint."""
+    """A checkpoint replaced by another valid one (other weights, same run) that keeps the old time
+    stamp (copied in with cp -p, say), so snakemake sees nothing to redo: the summary names the
+    spectrum and the checkpoint."""
     workdir = copy_of(finished_run, tmp_path)
     checkpoint = workdir / "results/test/train/simple8/seed0/step10.h5"
+    stamp = checkpoint.stat()
     with h5py.File(checkpoint) as f:
         attrs = {k: v for k, v in f.attrs.items() if k != DIGEST}
         state = {k: f["state"][k][()] for k in f["state"]}
     with atomic_h5(checkpoint, attrs) as f:
         for name, value in state.items():
             f[f"state/{name}"] = value * 1.01 if value.dtype.kind == "f" else value
+    os.utime(checkpoint, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     (workdir / "results/test/summary.csv").unlink()
-    proc = snakemake(workdir, "results/test/summary.csv", "--rerun-triggers", "params", check=False)
+    proc = snakemake(workdir, "results/test/summary.csv", check=False)
     log = (workdir / "logs/test/summary.log").read_text()
     assert proc.returncode != 0
-    assert "simple8/seed0/step10/lanczos.h5 was computed from another version of " \
-           "results/test/train/simple8/seed0/step10.h5" in log
+    assert (
+        "simple8/seed0/step10/lanczos.h5 was computed from another version of "
+        "results/test/train/simple8/seed0/step10.h5" in log
+    )
 
 
 def test_presets_write_under_their_own_names(tmp_path):
     for configfile, run in (("config/test.yaml", "test"), ("config/demo.yaml", "demo")):
         proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--dry-run", "--snakefile", str(ROOT / "Snakefile"),
-             "--directory", str(tmp_path), "--configfile", str(ROOT / configfile), "--cores", "1"],
-            capture_output=True, text=True, check=True)
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--dry-run",
+                "--snakefile",
+                str(ROOT / "Snakefile"),
+                "--directory",
+                str(tmp_path),
+                "--configfile",
+                str(ROOT / configfile),
+                "--cores",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         outputs = re.findall(r"output: (\S+?),?\n", proc.stdout)
-        assert outputs and all(o.split("/")[:2] in (["results", run], ["figures", run]) for o in outputs
-                               if not o.startswith("results/downloads")), outputs[:5]
+        assert outputs and all(
+            o.split("/")[:2] in (["results", run], ["figures", run])
+            for o in outputs
+            if not o.startswith("results/downloads")
+        ), outputs[:5]
 
 
 def test_after_a_kill_unlock_then_rerun_incomplete_resumes_training(tmp_path):
@@ -139,9 +173,21 @@ def test_after_a_kill_unlock_then_rerun_incomplete_resumes_training(tmp_path):
     target = "results/test/train/resnet8/seed0/curve.h5"
     overrides = {"train": {"steps": 2000, "snapshot_every": 10, "log_every": 100}}
     snakemake(tmp_path, "results/test/data.h5", overrides=overrides)
-    cmd = [sys.executable, "-m", "snakemake", target, "--snakefile", str(ROOT / "Snakefile"), "--directory",
-           str(tmp_path), "--configfile", str(ROOT / "config/test.yaml"), str(tmp_path / "overrides.yaml"),
-           "--cores", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        target,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "config/test.yaml"),
+        str(tmp_path / "overrides.yaml"),
+        "--cores",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     snapshot = tmp_path / "results/test/train/resnet8/seed0/snapshot.pt"
     deadline = time.monotonic() + 300

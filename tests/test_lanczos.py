@@ -1,4 +1,5 @@
 """Lanczos and SLQ against exact spectra (dense matrices with chosen eigenvalues, tiny Hessians)."""
+
 import numpy as np
 import pytest
 import torch
@@ -138,8 +139,9 @@ def test_slq_resume_by_indices_equals_full_run():
     # in lockstep blocks a resumed run regroups the probes: equal up to rounding
     blocked = {}
     hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], block=3, callback=blocked.__setitem__)
-    np.testing.assert_allclose(np.stack([blocked[i]["nodes"] for i in (4, 1, 2)]), full.nodes[[4, 1, 2]],
-                               atol=1e-12 * 10)
+    np.testing.assert_allclose(
+        np.stack([blocked[i]["nodes"] for i in (4, 1, 2)]), full.nodes[[4, 1, 2]], atol=1e-12 * 10
+    )
 
 
 @pytest.mark.parametrize("mode", hd.BN_MODES)
@@ -165,8 +167,10 @@ def test_probes_sharing_each_batchs_graph_give_bitwise_the_one_at_a_time_results
     together = hd.slq(op, iterations=8, probes=3, seed=2)
     for key in ("alpha", "beta", "nodes", "weights", "steps"):
         np.testing.assert_array_equal(getattr(together, key), getattr(one, key))
-    np.testing.assert_array_equal(hd.hutchinson_moments(op, probes=3, seed=1).probe_values,
-                                  hd.hutchinson_moments(op, probes=3, seed=1, block=1).probe_values)
+    np.testing.assert_array_equal(
+        hd.hutchinson_moments(op, probes=3, seed=1).probe_values,
+        hd.hutchinson_moments(op, probes=3, seed=1, block=1).probe_values,
+    )
 
 
 def test_lockstep_block_policy():

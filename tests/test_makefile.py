@@ -1,4 +1,5 @@
 """The Makefile's commands as make expands them (make --dry-run: nothing runs)."""
+
 import subprocess
 
 import pytest
@@ -13,8 +14,10 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
 def test_cifar_cpu_passes_the_archive_as_one_quoted_path_and_checks_its_md5():
     proc = dry_run("cifar-cpu", "ARCHIVE=../shared/cifar.tar.gz")
     assert proc.returncode == 0, proc.stderr
-    assert f"archive: '{(ROOT.parent / 'shared/cifar.tar.gz').resolve()}', md5: c58f30108f718f92721af3b95e74349a" \
+    assert (
+        f"archive: '{(ROOT.parent / 'shared/cifar.tar.gz').resolve()}', md5: c58f30108f718f92721af3b95e74349a"
         in proc.stdout
+    )
 
 
 def test_cifar_cpu_without_archive_downloads_with_the_md5_check():

@@ -1,4 +1,5 @@
 """Quadrature and Hutchinson moments, and spectral statistics, against exact spectra."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +12,12 @@ from test_lanczos import outlier_spectrum, rotated
 
 def exact_stats(lam):
     lam = np.asarray(lam)
-    return {"mean": lam.mean(), "std": lam.std(), "skewness": sps.skew(lam),
-            "kurtosis": sps.kurtosis(lam, fisher=False)}
+    return {
+        "mean": lam.mean(),
+        "std": lam.std(),
+        "skewness": sps.skew(lam),
+        "kurtosis": sps.kurtosis(lam, fisher=False),
+    }
 
 
 def heavy_tailed_spectrum(n=300):

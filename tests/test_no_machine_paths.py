@@ -1,4 +1,5 @@
 """No tracked file names an absolute path of the machine it was made on."""
+
 import re
 import subprocess
 

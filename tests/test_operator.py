@@ -1,4 +1,5 @@
 """HessianOperator against the exact (finite-difference-checked) Hessians of tiny float64 models."""
+
 import copy
 
 import pytest

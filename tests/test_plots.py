@@ -1,4 +1,5 @@
 """The six figures: the right data, written as PDF + PNG, synthetic and diverged runs marked."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,10 @@ import fake_results as fr
 from hessdepth.h5io import OutputError
 from hessdepth.plots import lower_norm_fraction, make_figure, read_gradnorms, save_figure
 
-PARAMS = {"density": {"sigma2": 1e-5, "grid_points": 801, "grid_range": [-20, 60]},
-          "stats": {"confidence": 0.95, "method": "bootstrap", "seed": 0}}
+PARAMS = {
+    "density": {"sigma2": 1e-5, "grid_points": 801, "grid_range": [-20, 60]},
+    "stats": {"confidence": 0.95, "method": "bootstrap", "seed": 0},
+}
 
 
 def texts(fig) -> str:
@@ -69,8 +72,11 @@ def test_fig2_densities_by_depth_mark_diverged(tmp_path):
 
 
 def test_fig3_moments_vs_depth(tmp_path):
-    runs = [(a, d, 0, 10, tail * (3 if a == "simple" else 1), a == "simple" and d == 20)
-            for a in ("resnet", "simple") for d, tail in ((8, 1.0), (14, 2.0), (20, 3.0))]
+    runs = [
+        (a, d, 0, 10, tail * (3 if a == "simple" else 1), a == "simple" and d == 20)
+        for a in ("resnet", "simple")
+        for d, tail in ((8, 1.0), (14, 2.0), (20, 3.0))
+    ]
     lanczos, moments = spectra_files(tmp_path, runs, moments=True)
     fig = make_figure("fig3_moments", {"lanczos": lanczos, "moments": moments}, PARAMS)
     skew_ax, kurt_ax = fig.axes
@@ -80,8 +86,11 @@ def test_fig3_moments_vs_depth(tmp_path):
 
 
 def test_fig4_two_steps(tmp_path):
-    runs = [(a, 14, 0, step, tail * (3 if a == "simple" else 1), False)
-            for step, tail in ((10, 1.0), (20, 2.0)) for a in ("resnet", "simple")]
+    runs = [
+        (a, 14, 0, step, tail * (3 if a == "simple" else 1), False)
+        for step, tail in ((10, 1.0), (20, 2.0))
+        for a in ("resnet", "simple")
+    ]
     fig = make_figure("fig4_densities_steps", {"lanczos": spectra_files(tmp_path, runs)}, PARAMS)
     left, right = fig.axes
     assert (left.get_title(), right.get_title()) == ("step 10", "step 20")
@@ -94,8 +103,12 @@ def test_fig5_curves_seeds_and_divergence(tmp_path):
     for arch, loss in (("resnet", 0.01), ("simple", 0.2)):
         for seed in (0, 1):
             path = tmp_path / f"{arch}_{seed}.h5"
-            fr.write_curve(path, fr.identity(arch, 20, seed, synthetic=False), loss * (1 + seed),
-                           diverged=arch == "simple" and seed == 1)
+            fr.write_curve(
+                path,
+                fr.identity(arch, 20, seed, synthetic=False),
+                loss * (1 + seed),
+                diverged=arch == "simple" and seed == 1,
+            )
             paths.append(str(path))
     fig = make_figure("fig5_curves", {"curves": paths}, {**PARAMS, "depth": 20})
     text = texts(fig)
@@ -141,7 +154,9 @@ def test_fig3_axes_follow_the_statistics_scales():
             row = dict(arch=arch, depth=depth, step=10, diverged=False, synthetic=False)
             for est in ("slq", "hutch"):
                 for stat, value in (("skewness", sign * k / 10), ("kurtosis", k)):
-                    row.update({f"{est}_{stat}": value, f"{est}_{stat}_lo": value * 0.9, f"{est}_{stat}_hi": value * 1.1})
+                    row.update(
+                        {f"{est}_{stat}": value, f"{est}_{stat}_lo": value * 0.9, f"{est}_{stat}_hi": value * 1.1}
+                    )
             rows.append(row)
     skew_ax, kurt_ax = moments_figure(rows, 0.95).axes
     assert (skew_ax.get_yscale(), kurt_ax.get_yscale()) == ("asinh", "log")
@@ -154,11 +169,18 @@ def part_files(tmp_path, runs, kind):
     paths = []
     for arch, depth, seed, diverged in runs:
         heavy = 30.0 if arch == "simple" else 1.0
-        parts = ({"input": 1.0, "stage1": 1.0, "stage2": 1.0, "stage3": heavy, "classifier": 1.0} if kind == "blocks"
-                 else {"hessian": 1.0, "gauss_newton": heavy})
+        parts = (
+            {"input": 1.0, "stage1": 1.0, "stage2": 1.0, "stage3": heavy, "classifier": 1.0}
+            if kind == "blocks"
+            else {"hessian": 1.0, "gauss_newton": heavy}
+        )
         path = tmp_path / f"{kind}_{arch}{depth}_s{seed}.h5"
-        fr.write_parts(path, fr.identity(arch, depth, seed), {p: fr.spectrum(2000, tail, seed + i) for i, (p, tail)
-                                                              in enumerate(parts.items())}, diverged=diverged)
+        fr.write_parts(
+            path,
+            fr.identity(arch, depth, seed),
+            {p: fr.spectrum(2000, tail, seed + i) for i, (p, tail) in enumerate(parts.items())},
+            diverged=diverged,
+        )
         paths.append(str(path))
     return paths
 
@@ -168,8 +190,12 @@ def test_fig7_block_moments_vs_depth(tmp_path):
     files = {"blocks": part_files(tmp_path, runs, "blocks")}
     fig = make_figure("fig7_blocks", files, {**PARAMS, "step": 10})
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == ["ResNet nets, skewness", "simple nets, skewness",
-                                               "ResNet nets, kurtosis", "simple nets, kurtosis"]
+    assert [ax.get_title() for ax in axes] == [
+        "ResNet nets, skewness",
+        "simple nets, skewness",
+        "ResNet nets, kurtosis",
+        "simple nets, kurtosis",
+    ]
     assert axes[2].get_yscale() == "log"  # simple stage 3 kurtosis is decades above the other blocks
     assert "classifier" in texts(fig) and "diverged" in texts(fig) and "step 10" in fig.get_suptitle()
     check_saved(fig, tmp_path, "fig7")

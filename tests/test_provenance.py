@@ -1,4 +1,5 @@
 """hessdepth.provenance: a table's rows all made with the settings asked for, from the files beside them."""
+
 import h5py
 import pytest
 
@@ -35,8 +36,11 @@ def test_rows_made_as_asked_pass(tmp_path):
 
 def test_a_row_made_with_other_settings_is_refused(tmp_path):
     other = {**SETTINGS, "lanczos": {"iterations": 12, "probes": 3}}
-    with pytest.raises(OutputError, match=r"b/lanczos\.h5 was made with other settings: iterations=12 "
-                                          r"\(the config says 30\).*rebuild it with"):
+    with pytest.raises(
+        OutputError,
+        match=r"b/lanczos\.h5 was made with other settings: iterations=12 "
+        r"\(the config says 30\).*rebuild it with",
+    ):
         summarize(**two_runs(tmp_path, settings=other), density=DENSITY, stats=STATS, settings=SETTINGS)
 
 

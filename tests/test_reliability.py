@@ -1,4 +1,5 @@
 """Fault injection for the Hessian jobs and the files between rules: kills, stale state, bad files."""
+
 import contextlib
 import json
 import os
@@ -24,8 +25,12 @@ SETTINGS = {
     "blocks": dict(probes=3, seed=2),
     "gauss_newton": dict(probes=4, seed=1),
 }
-RUNNERS = {"lanczos": hd.run_lanczos, "moments": hd.run_moments, "blocks": hd.run_block_moments,
-           "gauss_newton": hd.run_gauss_newton}
+RUNNERS = {
+    "lanczos": hd.run_lanczos,
+    "moments": hd.run_moments,
+    "blocks": hd.run_block_moments,
+    "gauss_newton": hd.run_gauss_newton,
+}
 DATASETS = {  # what a resumed job must reproduce bitwise
     "lanczos": ["alpha", "beta", "nodes", "weights", "steps"],
     "moments": ["probe_values"],
@@ -42,8 +47,18 @@ def checkpoint(tmp_path_factory):
     data = hd.synthetic_dataset(100, 20, seed=0)
     hd.write_dataset_h5(root / "data.h5", data, dict(dataset="synthetic", source="test", md5="", synthetic=True))
     cfg = hd.TrainConfig(steps=4, batch_size=20, log_every=2, snapshot_every=2)
-    hd.train(hd.seeded_model("simple", 8, width=4), data, cfg, [4], {4: root / "step4.h5"}, root / "curve.h5",
-             None, seed=0, attrs={"dataset": "synthetic", "synthetic": True}, progress=False)
+    hd.train(
+        hd.seeded_model("simple", 8, width=4),
+        data,
+        cfg,
+        [4],
+        {4: root / "step4.h5"},
+        root / "curve.h5",
+        None,
+        seed=0,
+        attrs={"dataset": "synthetic", "synthetic": True},
+        progress=False,
+    )
     return root / "step4.h5", root / "data.h5"
 
 
@@ -220,8 +235,9 @@ def test_diverged_models_are_recorded_and_the_figures_go_on(tmp_path):
 
 @pytest.mark.workflow
 def test_divergence_is_an_error_by_default_and_keeps_nothing_half_done(tmp_path):
-    proc = snakemake(tmp_path, "results/test/train/simple8/seed0/curve.h5",
-                     overrides={"train": {"lr": 1.0e6}}, check=False)
+    proc = snakemake(
+        tmp_path, "results/test/train/simple8/seed0/curve.h5", overrides={"train": {"lr": 1.0e6}}, check=False
+    )
     assert proc.returncode != 0
     log = (tmp_path / "logs/test/train/simple8_seed0.log").read_text()
     assert "TrainingDiverged" in log

@@ -5,6 +5,7 @@ missing) and tests/cluster/stop_slurm.sh stops it at the end of the session, wha
 The profile tests/cluster/profile is layered over slurm/ with the few overrides the test
 cluster needs (squeue as status command, early status checks, kept SLURM logs, small memory).
 """
+
 import csv
 import os
 import re
@@ -22,11 +23,24 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests/cluster"
 R = "results/test"
-COMPUTE_JOBS = {"prepare_data": 1, "train": 4, "lanczos": 8, "moments": 8, "gradnorms": 2,
-                "block_moments": 4, "gauss_newton": 4}  # config/test.yaml: the curvature stages at step 10
+COMPUTE_JOBS = {
+    "prepare_data": 1,
+    "train": 4,
+    "lanczos": 8,
+    "moments": 8,
+    "gradnorms": 2,
+    "block_moments": 4,
+    "gauss_newton": 4,
+}  # config/test.yaml: the curvature stages at step 10
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
-FIGURES = ["fig1_gradnorms", "fig2_depth_densities", "fig3_moments", "fig4_densities_steps",
-           "fig5_curves", "fig6_curves"]
+FIGURES = [
+    "fig1_gradnorms",
+    "fig2_depth_densities",
+    "fig3_moments",
+    "fig4_densities_steps",
+    "fig5_curves",
+    "fig6_curves",
+]
 # The resume test trains one model longer than config/test.yaml does, with frequent snapshots.
 RESUME_STEPS, SNAPSHOT_EVERY = 400, 50
 
@@ -51,19 +65,33 @@ def slurm_cluster():
 def snakemake_command(*args: str, configfiles: tuple[Path, ...] = ()) -> list[str]:
     """``snakemake ARGS --profile slurm --profile tests/cluster/profile`` on config/test.yaml + configfiles."""
     return [
-        sys.executable, "-m", "snakemake", *args,
-        "--profile", str(ROOT / "slurm"),
-        "--profile", str(CLUSTER / "profile"),
-        "--snakefile", str(ROOT / "Snakefile"),
-        "--configfile", str(ROOT / "config/test.yaml"), *map(str, configfiles),
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
+        "--profile",
+        str(ROOT / "slurm"),
+        "--profile",
+        str(CLUSTER / "profile"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(ROOT / "config/test.yaml"),
+        *map(str, configfiles),
     ]
 
 
 def start_snakemake(workdir: Path, *args: str, configfiles: tuple[Path, ...] = ()) -> subprocess.Popen:
     """Snakemake in the background in ``workdir``, its output in ``workdir/snakemake.out``."""
     with open(workdir / "snakemake.out", "w") as out:
-        return subprocess.Popen(snakemake_command(*args, configfiles=configfiles), cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return subprocess.Popen(
+            snakemake_command(*args, configfiles=configfiles),
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
 
 
 def finish(proc: subprocess.Popen, workdir: Path, timeout: float) -> None:
@@ -84,8 +112,12 @@ def slurm_job_ids(workdir: Path, rule: str) -> set[int]:
 
 def job_state(job_id: int) -> str:
     """SLURM's state of a job (squeue remembers finished jobs for MinJobAge, 300 s here)."""
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%T", "--jobs", str(job_id)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%T", "--jobs", str(job_id)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.strip()
 
 
@@ -100,9 +132,11 @@ def slurm_run(slurm_cluster, tmp_path_factory):
 def test_every_output_is_made(slurm_run):
     for model in MODELS:
         for step in (10, 20):
-            for path in (f"{R}/train/{model}/seed0/step{step}.h5",
-                         f"{R}/hessian/{model}/seed0/step{step}/lanczos.h5",
-                         f"{R}/hessian/{model}/seed0/step{step}/moments.h5"):
+            for path in (
+                f"{R}/train/{model}/seed0/step{step}.h5",
+                f"{R}/hessian/{model}/seed0/step{step}/lanczos.h5",
+                f"{R}/hessian/{model}/seed0/step{step}/moments.h5",
+            ):
                 with h5py.File(slurm_run / path) as f:
                     assert f.attrs["model"] == model, path
     for arch in ("resnet", "simple"):
@@ -124,8 +158,11 @@ def test_compute_jobs_ran_as_slurm_jobs(slurm_run):
     for rule, count in COMPUTE_JOBS.items():
         job_ids = slurm_job_ids(slurm_run, rule)
         assert len(job_ids) >= count, (rule, job_ids)
-        logs = [slurm_run / f"logs/test/{rule}.log"] if count == 1 else \
-            sorted((slurm_run / f"logs/test/{rule}").glob("*.log"))
+        logs = (
+            [slurm_run / f"logs/test/{rule}.log"]
+            if count == 1
+            else sorted((slurm_run / f"logs/test/{rule}").glob("*.log"))
+        )
         assert len(logs) == count, (rule, logs)
         for log in logs:
             in_log = [int(i) for i in re.findall(r"SLURM_JOB_ID=(\d+)", log.read_text())]
@@ -138,7 +175,9 @@ def test_cancelled_training_resumes_from_snapshot(slurm_cluster, tmp_path):
     """scancel a training job after its first snapshot: Snakemake resubmits it (retries) and it resumes."""
     run = f"{R}/train/resnet8/seed0"
     overlay = tmp_path / "resume.yaml"
-    overlay.write_text(f"train: {{steps: {RESUME_STEPS}, snapshot_every: {SNAPSHOT_EVERY}, log_every: {SNAPSHOT_EVERY}}}\n")
+    overlay.write_text(
+        f"train: {{steps: {RESUME_STEPS}, snapshot_every: {SNAPSHOT_EVERY}, log_every: {SNAPSHOT_EVERY}}}\n"
+    )
     proc = start_snakemake(tmp_path, f"{run}/curve.h5", configfiles=(overlay,))
     try:
         deadline = time.monotonic() + 300
@@ -162,9 +201,11 @@ def test_cancelled_training_resumes_from_snapshot(slurm_cluster, tmp_path):
     assert len(resumed) == 1, f"one resume expected:\n{log}"
     start = resumed[0]
     assert 0 < start < RESUME_STEPS and start % SNAPSHOT_EVERY == 0
-    after_resume = log[log.index("resuming from step"):]
+    after_resume = log[log.index("resuming from step") :]
     logged = [int(s) for s in re.findall(rf"step (\d+)/{RESUME_STEPS}", after_resume)]
-    assert logged == list(range(start + SNAPSHOT_EVERY, RESUME_STEPS + 1, SNAPSHOT_EVERY)), "step counter goes on from S"
+    assert logged == list(range(start + SNAPSHOT_EVERY, RESUME_STEPS + 1, SNAPSHOT_EVERY)), (
+        "step counter goes on from S"
+    )
     with h5py.File(tmp_path / f"{run}/curve.h5") as f:
         expected = list(range(SNAPSHOT_EVERY, RESUME_STEPS + 1, SNAPSHOT_EVERY))
         assert f["train/step"][()].tolist() == expected

@@ -1,4 +1,5 @@
 """Summary table, per-model aggregation, verdicts and the results document."""
+
 import math
 import re
 
@@ -13,9 +14,22 @@ from hessdepth.h5io import OutputError
 from hessdepth.statistics import paired_comparison, seed_average
 from hessdepth.density import density
 from hessdepth.summary import (
-    BY_MODEL_COLUMNS, COLUMNS, CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, CURVATURE_STAT_COLUMNS, GN_COLUMNS,
-    STAT_COLUMNS, aggregate_by_model, aggregate_curvature, cell_density, common_grid, read_csv, summarize,
-    summarize_curvature, write_csv, write_summary,
+    BY_MODEL_COLUMNS,
+    COLUMNS,
+    CURVATURE_BY_MODEL_COLUMNS,
+    CURVATURE_COLUMNS,
+    CURVATURE_STAT_COLUMNS,
+    GN_COLUMNS,
+    STAT_COLUMNS,
+    aggregate_by_model,
+    aggregate_curvature,
+    cell_density,
+    common_grid,
+    read_csv,
+    summarize,
+    summarize_curvature,
+    write_csv,
+    write_summary,
 )
 
 DENSITY = {"sigma2": 1e-5, "grid_points": 4001, "grid_range": [-20, 60]}
@@ -70,8 +84,9 @@ def test_cell_density_keeps_the_mass_on_coarse_grids(tmp_path):
 
 
 def test_written_tables_roundtrip(tmp_path):
-    files = make_runs(tmp_path, [("resnet", 8, s, 2.0, 0.5, False) for s in range(3)]
-                      + [("simple", 8, 0, 8.0, 0.9, True)])
+    files = make_runs(
+        tmp_path, [("resnet", 8, s, 2.0, 0.5, False) for s in range(3)] + [("simple", 8, 0, 8.0, 0.9, True)]
+    )
     summary = summarize(**files, density=DENSITY, stats=STATS)
     by_model = aggregate_by_model(summary.rows, 0.95)
     out = tmp_path / "out"
@@ -105,15 +120,39 @@ def test_mismatched_or_inconsistent_files_are_errors(tmp_path):
 
 def by_model_row(arch, depth, kurt, lo, hi, step=10, diverged=False):
     row = dict.fromkeys(BY_MODEL_COLUMNS, np.nan)
-    row.update(arch=arch, depth=depth, step=step, model=f"{arch}{depth}", diverged=diverged, n_seeds=1,
-               n_diverged=0, slq_kurtosis=kurt, slq_kurtosis_lo=lo, slq_kurtosis_hi=hi)
+    row.update(
+        arch=arch,
+        depth=depth,
+        step=step,
+        model=f"{arch}{depth}",
+        diverged=diverged,
+        n_seeds=1,
+        n_diverged=0,
+        slq_kurtosis=kurt,
+        slq_kurtosis_lo=lo,
+        slq_kurtosis_hi=hi,
+    )
     return row
 
 
 def test_aggregate_by_model_intervals():
-    base = dict(dataset="synthetic", synthetic=True, arch="simple", depth=8, model="simple8", step=10,
-                n_params=1, bn_mode="batch", train_loss=0.0, train_acc=0.0, test_loss=0.0, test_acc=0.0,
-                lambda_min=0.0, lambda_max=0.0, diverged=False)
+    base = dict(
+        dataset="synthetic",
+        synthetic=True,
+        arch="simple",
+        depth=8,
+        model="simple8",
+        step=10,
+        n_params=1,
+        bn_mode="batch",
+        train_loss=0.0,
+        train_acc=0.0,
+        test_loss=0.0,
+        test_acc=0.0,
+        lambda_min=0.0,
+        lambda_max=0.0,
+        diverged=False,
+    )
     rows = []
     for seed, kurt in enumerate([3.0, 4.0, 8.0]):
         row = {**base, "seed": seed, **{c: 1.0 for s in STAT_COLUMNS for c in (s, f"{s}_lo", f"{s}_hi")}}
@@ -156,9 +195,21 @@ def run_rows(kurtosis_of_depth, loss_of_depth, seeds=(0, 1, 2), depths=(8, 14, 2
                 noise = 1 + 0.02 * rng.normal()
                 kurt = (5.0 if arch == "resnet" else kurtosis_of_depth(depth)) * noise
                 loss = (0.1 if arch == "resnet" else loss_of_depth(depth)) * noise
-                rows.append(dict(arch=arch, depth=depth, seed=seed, step=10, model=f"{arch}{depth}",
-                                 diverged=False, train_loss=loss, slq_skewness=kurt / 2, slq_kurtosis=kurt,
-                                 hutch_skewness=kurt / 2, hutch_kurtosis=kurt))
+                rows.append(
+                    dict(
+                        arch=arch,
+                        depth=depth,
+                        seed=seed,
+                        step=10,
+                        model=f"{arch}{depth}",
+                        diverged=False,
+                        train_loss=loss,
+                        slq_skewness=kurt / 2,
+                        slq_kurtosis=kurt,
+                        hutch_skewness=kurt / 2,
+                        hutch_kurtosis=kurt,
+                    )
+                )
     return rows
 
 
@@ -196,18 +247,33 @@ def paired_rows(ratio, noise=0.1, seeds=range(4), depths=(8, 14, 20, 26), slq_ra
                 factor = ratio(depth) if arch == "simple" else 1.0
                 check = (slq_ratio or ratio)(depth) if arch == "simple" else 1.0
                 value = base * factor * np.exp(noise * rng.normal())
-                rows.append(dict(arch=arch, depth=depth, seed=s, step=10, model=f"{arch}{depth}", diverged=False,
-                                 train_loss=1.0, hutch_skewness=value / 3, hutch_kurtosis=value,
-                                 slq_skewness=value / factor * check / 3, slq_kurtosis=value / factor * check))
+                rows.append(
+                    dict(
+                        arch=arch,
+                        depth=depth,
+                        seed=s,
+                        step=10,
+                        model=f"{arch}{depth}",
+                        diverged=False,
+                        train_loss=1.0,
+                        hutch_skewness=value / 3,
+                        hutch_kurtosis=value,
+                        slq_skewness=value / factor * check / 3,
+                        slq_kurtosis=value / factor * check,
+                    )
+                )
     return rows
 
 
-@pytest.mark.parametrize("ratio, expected", [
-    (lambda d: 3.0, findings.HOLDS),
-    (lambda d: 1 / 3, findings.REVERSED),
-    (lambda d: 1.0, findings.UNRESOLVED),
-    (lambda d: 3.0 if d < 20 else 1 / 3, findings.UNRESOLVED),
-])
+@pytest.mark.parametrize(
+    "ratio, expected",
+    [
+        (lambda d: 3.0, findings.HOLDS),
+        (lambda d: 1 / 3, findings.REVERSED),
+        (lambda d: 1.0, findings.UNRESOLVED),
+        (lambda d: 3.0 if d < 20 else 1 / 3, findings.UNRESOLVED),
+    ],
+)
 def test_residual_verdict_pairs_runs_by_depth_and_seed(ratio, expected):
     verdict = findings.residual_verdict(paired_rows(ratio), 10)
     assert verdict.verdict == expected
@@ -229,7 +295,9 @@ def test_cross_depth_verdict_pairs_simple_d_with_resnet_about_2d():
     assert "n=16 pairs" in cross.evidence
 
 
-@pytest.mark.parametrize("growth, expected", [(1.0, findings.HOLDS), (4.0, findings.REVERSED), (3.0 ** (1 / 1.5), findings.UNRESOLVED)])
+@pytest.mark.parametrize(
+    "growth, expected", [(1.0, findings.HOLDS), (4.0, findings.REVERSED), (3.0 ** (1 / 1.5), findings.UNRESOLVED)]
+)
 def test_cross_depth_verdict_holds_reverses_or_stays_open(growth, expected):
     # simple = 3x ResNet at equal depth; both grow by `growth` per 6 layers, so against a ResNet
     # about twice as deep the simple net is heavier (no growth), lighter (fast growth), or
@@ -291,14 +359,29 @@ def test_replication_section_sets_verdicts_side_by_side():
 
 
 def test_results_document_from_tables(tmp_path):
-    files = make_runs(tmp_path, [(a, d, 0, t, loss, False) for a, d, t, loss in
-                                 [("resnet", 8, 2.0, 0.5), ("simple", 8, 4.0, 0.6),
-                                  ("resnet", 14, 2.0, 0.5), ("simple", 14, 8.0, 0.9)]])
+    files = make_runs(
+        tmp_path,
+        [
+            (a, d, 0, t, loss, False)
+            for a, d, t, loss in [
+                ("resnet", 8, 2.0, 0.5),
+                ("simple", 8, 4.0, 0.6),
+                ("resnet", 14, 2.0, 0.5),
+                ("simple", 14, 8.0, 0.9),
+            ]
+        ],
+    )
     summary = summarize(**files, density=DENSITY, stats=STATS)
     by_model = aggregate_by_model(summary.rows, 0.95)
-    text = findings.render_results(summary.rows, by_model, figures=["fig3_moments.png"],
-                                   config={"dataset": "synthetic"}, machine="test box", wall_time=None,
-                                   sources=["summary.csv", "summary_by_model.csv"])
+    text = findings.render_results(
+        summary.rows,
+        by_model,
+        figures=["fig3_moments.png"],
+        config={"dataset": "synthetic"},
+        machine="test box",
+        wall_time=None,
+        sources=["summary.csv", "summary_by_model.csv"],
+    )
     assert "Synthetic data" in text and "test box" in text and "not recorded" in text
     assert "![fig3_moments](fig3_moments.png)" in text
     # two depths, one seed: no rank correlation decides, and two pairs give an interval too wide
@@ -319,11 +402,18 @@ def curvature_files(tmp_path, runs, n=120):
         ident = fr.identity(arch, depth, seed)
         d = tmp_path / f"{arch}{depth}_s{seed}"
         d.mkdir()
-        fr.write_parts(d / "blocks.h5", ident, {b: fr.spectrum(n, t * scale, i) for i, (b, t) in
-                                                enumerate(BLOCK_TAILS.items())}, diverged=diverged)
-        fr.write_parts(d / "gauss_newton.h5", ident, {"hessian": fr.spectrum(n, 4 * scale, 7),
-                                                      "gauss_newton": np.abs(fr.spectrum(n, 8 * scale, 8))},
-                       diverged=diverged)
+        fr.write_parts(
+            d / "blocks.h5",
+            ident,
+            {b: fr.spectrum(n, t * scale, i) for i, (b, t) in enumerate(BLOCK_TAILS.items())},
+            diverged=diverged,
+        )
+        fr.write_parts(
+            d / "gauss_newton.h5",
+            ident,
+            {"hessian": fr.spectrum(n, 4 * scale, 7), "gauss_newton": np.abs(fr.spectrum(n, 8 * scale, 8))},
+            diverged=diverged,
+        )
         blocks.append(str(d / "blocks.h5"))
         gauss_newton.append(str(d / "gauss_newton.h5"))
     return blocks, gauss_newton
@@ -381,12 +471,15 @@ def curvature_rows(g_ratio, h_ratio, seeds=range(4), depths=(8, 14, 20), noise=0
     return rows
 
 
-@pytest.mark.parametrize("g_ratio, h_ratio, expected", [
-    (4.0, 2.0, "yes, G more than H"),
-    (2.0, 4.0, "yes, G less than H"),
-    (1 / 3, 2.0, "no (reversed)"),
-    (1.0, 2.0, findings.UNRESOLVED),
-])
+@pytest.mark.parametrize(
+    "g_ratio, h_ratio, expected",
+    [
+        (4.0, 2.0, "yes, G more than H"),
+        (2.0, 4.0, "yes, G less than H"),
+        (1 / 3, 2.0, "no (reversed)"),
+        (1.0, 2.0, findings.UNRESOLVED),
+    ],
+)
 def test_gauss_newton_answer_from_paired_ratios(g_ratio, h_ratio, expected):
     answer, evidence = findings.gauss_newton_answer(curvature_rows(g_ratio, h_ratio), 10)
     assert answer == expected
@@ -412,8 +505,7 @@ def test_results_document_with_and_without_the_curvature_section(tmp_path):
     by_model = aggregate_by_model(summary.rows, 0.95)
     plain = findings.render_results(summary.rows, by_model, **common)
     assert "Where the outliers live" not in plain
-    text = findings.render_results(summary.rows, by_model, **common,
-                                   curvature=(rows, aggregate_curvature(rows, 0.95)))
+    text = findings.render_results(summary.rows, by_model, **common, curvature=(rows, aggregate_curvature(rows, 0.95)))
     assert text.startswith(plain[: plain.index("## Training loss")])  # the rest of the document is unchanged
     assert findings.CURVATURE_RULES in text and "### Step 10: kurtosis of each block" in text
     assert "| simple-20 |" in text and text.count("| stage3 |\n") == 6  # heaviest block of every model

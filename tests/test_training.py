@@ -1,4 +1,5 @@
 """hessdepth.training: schedule, augmentation, checkpoints, determinism, kill-and-resume, divergence."""
+
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from hessdepth.training import (
     train,
 )
 
-from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5  # noqa: E402
+from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,18 @@ def tiny():
 
 def run(out: Path, data, cfg: TrainConfig, steps=(), seed=0, arch="resnet", width=4, model=None, **kw):
     model = model if model is not None else seeded_model(arch, 8, width=width, seed=seed)
-    result = train(model, data, cfg, steps, lambda s: out / f"step{s}.h5", out / "curve.h5", out / "snapshot.pt",
-                   seed=seed, progress=False, **kw)
+    result = train(
+        model,
+        data,
+        cfg,
+        steps,
+        lambda s: out / f"step{s}.h5",
+        out / "curve.h5",
+        out / "snapshot.pt",
+        seed=seed,
+        progress=False,
+        **kw,
+    )
     return model, result
 
 
@@ -136,15 +147,23 @@ def test_checkpoints_curve_and_determinism(tmp_path, tiny):
     assert result.steps_done == 12 and not result.diverged and result.resumed_from is None
     for name in ("step0.h5", "step5.h5", "step12.h5", "curve.h5"):
         assert_same_h5(tmp_path / "a" / name, tmp_path / "b" / name)
-    assert not np.array_equal(h5_contents(tmp_path / "a/step12.h5")["state/fc.weight"],
-                              h5_contents(tmp_path / "c/step12.h5")["state/fc.weight"])
+    assert not np.array_equal(
+        h5_contents(tmp_path / "a/step12.h5")["state/fc.weight"],
+        h5_contents(tmp_path / "c/step12.h5")["state/fc.weight"],
+    )
 
     initial, attrs0 = load_checkpoint(tmp_path / "a/step0.h5")
     fresh = seeded_model("resnet", 8, width=4, seed=3)
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in initial.state_dict().items())
     final, attrs = load_checkpoint(tmp_path / "a/step12.h5")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in final.state_dict().items())
-    assert (attrs["model"], attrs["arch"], attrs["depth"], attrs["width"], attrs["step"]) == ("resnet8", "resnet", 8, 4, 12)
+    assert (attrs["model"], attrs["arch"], attrs["depth"], attrs["width"], attrs["step"]) == (
+        "resnet8",
+        "resnet",
+        8,
+        4,
+        12,
+    )
     assert attrs["n_params"] == sum(p.numel() for p in final.parameters())
     assert attrs["diverged"] is False and attrs["diverged_at"] == -1 and attrs["dataset"] == "tiny"
     assert attrs["config"]["steps"] == 12 and attrs["seed"] == 3
@@ -198,8 +217,13 @@ def test_sigkill_and_rerun_is_bitwise_identical(tmp_path):
 
     def worker(out: Path, delay: float = 0.0) -> subprocess.Popen:
         out.mkdir(exist_ok=True)
-        return subprocess.Popen([sys.executable, str(script), str(out), str(delay)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, str(script), str(out), str(delay)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     reference = worker(tmp_path / "reference")
     killed = tmp_path / "killed"
@@ -232,7 +256,7 @@ def test_sigkill_and_rerun_is_bitwise_identical(tmp_path):
 
 def test_divergence_error_keeps_last_good_snapshot(tmp_path, tiny):
     cfg = TrainConfig(steps=20, batch_size=32, lr=1e5, snapshot_every=1, augment=False)
-    with pytest.raises(TrainingDiverged, match=r"diverged at step 2 \(lr 100000\).*snapshot.*kept") as err:
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 2 \(lr 100000\).*snapshot.*kept"):
         run(tmp_path, tiny, cfg, steps=[1, 20])
     snap = torch.load(tmp_path / "snapshot.pt", weights_only=True)
     assert snap["step"] == 2

@@ -1,10 +1,10 @@
 """The real snakemake CLI on config/test.yaml in temporary directories: every rule, every figure."""
+
 import csv
 import functools
 import json
 import http.server
 import threading
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,8 +16,14 @@ from hessdepth.summary import CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, CUR
 
 pytestmark = pytest.mark.workflow
 R = "results/test"
-FIGURES = ["fig1_gradnorms", "fig2_depth_densities", "fig3_moments", "fig4_densities_steps",
-           "fig5_curves", "fig6_curves"]
+FIGURES = [
+    "fig1_gradnorms",
+    "fig2_depth_densities",
+    "fig3_moments",
+    "fig4_densities_steps",
+    "fig5_curves",
+    "fig6_curves",
+]
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
 
 
@@ -94,8 +100,9 @@ def test_figures_report_and_results(full_run):
 
 
 def test_every_rule_has_log_and_benchmark(full_run):
-    logs = {p.parent.name if p.parent.name not in ("test", "logs") else p.stem
-            for p in (full_run / "logs").rglob("*.log")}
+    logs = {
+        p.parent.name if p.parent.name not in ("test", "logs") else p.stem for p in (full_run / "logs").rglob("*.log")
+    }
     assert {"train", "lanczos", "moments", "gradnorms", "figures", "prepare_data", "summary"} <= logs
     assert list((full_run / "benchmarks").rglob("*.tsv"))
 
@@ -162,8 +169,10 @@ def test_curvature_setting_reruns_curvature_only(full_run):
 def test_curvature_stages_off_leave_the_rest_of_the_dag(tmp_path):
     on = planned_jobs(tmp_path)
     off = planned_jobs(tmp_path, overrides={"curvature": {"blocks": False, "gauss_newton": False}})
-    assert {k: v for k, v in on.items() if k not in ("block_moments", "gauss_newton", "curvature_summary")} \
-        == {**off, "figure": 8}
+    assert {k: v for k, v in on.items() if k not in ("block_moments", "gauss_newton", "curvature_summary")} == {
+        **off,
+        "figure": 8,
+    }
     assert off["figure"] == 6 and not {"block_moments", "gauss_newton", "curvature_summary"} & set(off)
     every_step = planned_jobs(tmp_path, overrides={"curvature": {"steps": None}})
     assert every_step["block_moments"] == every_step["gauss_newton"] == 8
@@ -181,8 +190,7 @@ def test_a_figure_schedules_only_its_upstream(tmp_path):
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
-    proc = snakemake(tmp_path, overrides={"models": {"depths": [8, 15]}, "hessian": {"bn_mode": "eval"}},
-                     check=False)
+    proc = snakemake(tmp_path, overrides={"models": {"depths": [8, 15]}, "hessian": {"bn_mode": "eval"}}, check=False)
     assert proc.returncode != 0
     message = proc.stdout + proc.stderr
     assert "models.depths: depth must be 6n+2" in message and "got 15" in message
@@ -192,8 +200,9 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 def test_cifar_subset_through_data_archive(tmp_path, subset_archive):
     target = "results/test/train/resnet8/seed0/step10.h5"
-    snakemake(tmp_path, target,
-              overrides={"dataset": "cifar10", "data": {"archive": str(subset_archive), "md5": SUBSET_MD5}})
+    snakemake(
+        tmp_path, target, overrides={"dataset": "cifar10", "data": {"archive": str(subset_archive), "md5": SUBSET_MD5}}
+    )
     with h5py.File(tmp_path / "results/test/data.h5") as f:
         assert f["train/images"].shape == (5000, 3, 32, 32) and f["test/images"].shape == (1000, 3, 32, 32)
         assert not f.attrs["synthetic"] and f.attrs["md5"] == SUBSET_MD5
@@ -216,6 +225,7 @@ def test_download_rule_over_http(tmp_path, archive_server):
     target = "results/downloads/cifar-10-python.tar.gz"
     snakemake(tmp_path, target, overrides={"data": {"url": archive_server, "md5": SUBSET_MD5}})
     from hessdepth.data import file_md5
+
     assert file_md5(tmp_path / target) == SUBSET_MD5
 
 
@@ -241,14 +251,20 @@ def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
     preset["moments"].update(probes=3)
     preset["gradnorms"].update(samples=20, batch_size=20)
     preset["curvature"] = {"blocks": False, "gauss_newton": False}  # as in config.yaml (test.yaml turns them on)
-    preset["figures"] = {"gradnorms": {"depth": 20, "step": 3},
-                         "depth_densities": {"arch": "simple", "depths": [8, 20], "step": 6},
-                         "moments": {"step": 6}, "densities_steps": {"depth": 20, "steps": [3, 6]}, "curves": [8, 20]}
+    preset["figures"] = {
+        "gradnorms": {"depth": 20, "step": 3},
+        "depth_densities": {"arch": "simple", "depths": [8, 20], "step": 6},
+        "moments": {"step": 6},
+        "densities_steps": {"depth": 20, "steps": [3, 6]},
+        "curves": [8, 20],
+    }
     snakemake(tmp_path, "figures/test/results.md", overrides=preset)
     rows = list(csv.DictReader(open(tmp_path / "results/test/summary.csv")))
     seeds = preset["models"]["seeds"]
     assert len(seeds) >= 3 and len(rows) == 2 * 2 * len(seeds) * 2 and {int(r["seed"]) for r in rows} == set(seeds)
     doc = (tmp_path / "figures/test/results.md").read_text()
     assert "Deeper simple nets train slower" in doc and "Synthetic data" not in doc
-    assert f"cifar-10-python-subset.tar.gz, md5 {SUBSET_MD5}; class-balanced half 1 of the training images (2500)" in doc
+    assert (
+        f"cifar-10-python-subset.tar.gz, md5 {SUBSET_MD5}; class-balanced half 1 of the training images (2500)" in doc
+    )
     assert str(subset_archive.parent) not in doc and str(tmp_path) not in doc

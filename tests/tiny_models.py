@@ -8,6 +8,7 @@ same loss's gradient, against which the reference is itself checked. ``exact_gau
 builds Jᵀ H_z J the same way: J row by row by reverse mode, H_z by autograd's dense Hessian of
 the loss in the logits.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,9 +38,16 @@ def make_case(name: str, seed: int = 0) -> tuple[nn.Module, list[tuple[torch.Ten
     torch.manual_seed(seed)
     if name == "cnn":  # 283 parameters
         model = nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(2),
-            nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, NUM_CLASSES),
+            nn.Conv2d(3, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(4, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, NUM_CLASSES),
         )
         shape = (3, 6, 6)
     elif name == "mlp":  # 139 parameters
@@ -116,7 +124,7 @@ def fd_hvp(model: nn.Module, batches, bn_mode: str, v: torch.Tensor, h: float = 
         with torch.no_grad():
             offset = 0
             for p, p0 in zip(params, start):
-                p.copy_(p0 + sign * h * v[offset:offset + p.numel()].view_as(p))
+                p.copy_(p0 + sign * h * v[offset : offset + p.numel()].view_as(p))
                 offset += p.numel()
         return _flat_grad(ref, batches)
 
@@ -133,11 +141,19 @@ def exact_gauss_newton(model: nn.Module, batches, bn_mode: str) -> torch.Tensor:
     G = 0
     for x, y in batches:
         logits = ref(x)
-        J = torch.stack([
-            torch.cat([g.reshape(-1) for g in torch.autograd.grad(
-                z, params, retain_graph=True, allow_unused=True, materialize_grads=True)])
-            for z in logits.reshape(-1)
-        ])
+        J = torch.stack(
+            [
+                torch.cat(
+                    [
+                        g.reshape(-1)
+                        for g in torch.autograd.grad(
+                            z, params, retain_graph=True, allow_unused=True, materialize_grads=True
+                        )
+                    ]
+                )
+                for z in logits.reshape(-1)
+            ]
+        )
         H_z = torch.autograd.functional.hessian(
             lambda z: F.cross_entropy(z, y, reduction="sum") / total, logits.detach()
         ).reshape(logits.numel(), logits.numel())

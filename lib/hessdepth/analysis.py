@@ -8,6 +8,7 @@ probe in a :class:`ProbeStore` beside the output and resume from it after a kill
 A checkpoint of a diverged model gets an output of NaNs marked ``diverged``, so the rest of the
 workflow goes on and marks it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,20 @@ from .training import load_checkpoint
 
 log = logging.getLogger("hessdepth")
 
-_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "width", "seed", "step", "n_params",
-             "diverged", "train_loss", "train_acc")
+_IDENTITY = (
+    "dataset",
+    "synthetic",
+    "model",
+    "arch",
+    "depth",
+    "width",
+    "seed",
+    "step",
+    "n_params",
+    "diverged",
+    "train_loss",
+    "train_acc",
+)
 
 
 OPERATOR_SETTINGS = ("samples", "subset_seed", "batch_size", "bn_mode", "dtype", "device")
@@ -50,8 +63,19 @@ def operator_settings(settings: dict, own: tuple[str, ...] = ()) -> dict:
     return {k: v for k, v in settings.items() if k in OPERATOR_SETTINGS}
 
 
-def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, bn_mode, dtype, device,
-                        graph_cache_gb=0.0, expect: dict | None = None) -> tuple[HessianOperator, dict]:
+def checkpoint_operator(
+    checkpoint,
+    data,
+    *,
+    samples,
+    subset_seed,
+    batch_size,
+    bn_mode,
+    dtype,
+    device,
+    graph_cache_gb=0.0,
+    expect: dict | None = None,
+) -> tuple[HessianOperator, dict]:
     """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches.
 
     ``graph_cache_gb`` > 0: composition "auto" with that cache limit; 0: "double_backward".
@@ -68,12 +92,31 @@ def checkpoint_operator(checkpoint, data, *, samples, subset_seed, batch_size, b
         keep = balanced_subset(labels, samples, subset_seed)
         images, labels = images[keep], labels[keep]
     batches = fixed_batches(images, labels, batch_size, device, dtype=getattr(torch, dtype))
-    op = HessianOperator(model, batches, bn_mode=bn_mode, graph_cache_gb=graph_cache_gb,
-                         composition="auto" if graph_cache_gb > 0 else "double_backward")
-    cache = f" (first-order graphs {op.graph_bytes / 2**30:.2f} GiB, limit {graph_cache_gb:g} GiB)" if op.graph_bytes else ""
-    log.info("%s step %s: Hessian of %d parameters over %d images in %d batches, bn_mode=%s, %s on %s, %s%s",
-             attrs.get("model"), attrs.get("step"), op.num_params, op.num_samples, len(batches), bn_mode, dtype,
-             device, op.composition, cache)
+    op = HessianOperator(
+        model,
+        batches,
+        bn_mode=bn_mode,
+        graph_cache_gb=graph_cache_gb,
+        composition="auto" if graph_cache_gb > 0 else "double_backward",
+    )
+    cache = (
+        f" (first-order graphs {op.graph_bytes / 2**30:.2f} GiB, limit {graph_cache_gb:g} GiB)"
+        if op.graph_bytes
+        else ""
+    )
+    log.info(
+        "%s step %s: Hessian of %d parameters over %d images in %d batches, bn_mode=%s, %s on %s, %s%s",
+        attrs.get("model"),
+        attrs.get("step"),
+        op.num_params,
+        op.num_samples,
+        len(batches),
+        bn_mode,
+        dtype,
+        device,
+        op.composition,
+        cache,
+    )
     return op, attrs
 
 
@@ -87,8 +130,15 @@ def _digest(model: torch.nn.Module) -> str:
 
 def _output_attrs(op: HessianOperator, ckpt_attrs: dict, settings: dict) -> dict:
     attrs = {k: ckpt_attrs[k] for k in _IDENTITY if k in ckpt_attrs}
-    return {**attrs, "settings": settings, **ckpt_attrs["upstream"], "bn_mode": op.bn_mode, "dtype": str(op.dtype).removeprefix("torch."),
-            "hessian_samples": op.num_samples, "composition": op.composition}
+    return {
+        **attrs,
+        "settings": settings,
+        **ckpt_attrs["upstream"],
+        "bn_mode": op.bn_mode,
+        "dtype": str(op.dtype).removeprefix("torch."),
+        "hessian_samples": op.num_samples,
+        "composition": op.composition,
+    }
 
 
 def _checked(op: HessianOperator) -> dict:
@@ -100,46 +150,86 @@ def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
     return ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**settings, "params": _digest(op.model)})
 
 
-def run_lanczos(checkpoint, data, out, settings: dict, progress: bool = True,
-                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+def run_lanczos(
+    checkpoint,
+    data,
+    out,
+    settings: dict,
+    progress: bool = True,
+    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
+    expect: dict | None = None,
+) -> None:
     """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md.
     ``expect``: identity the checkpoint must hold (model, seed, step its path stands for)."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
-                                   **operator_settings(settings, LANCZOS_SETTINGS))
+    op, ckpt = checkpoint_operator(
+        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, LANCZOS_SETTINGS)
+    )
     attrs = _output_attrs(op, ckpt, settings)
     m, probes = settings["iterations"], settings["probes"]
     if ckpt.get("diverged"):
         log.warning("model diverged: writing a NaN spectrum marked diverged")
         nan = np.full((probes, m), np.nan)
         with atomic_h5(out, {**attrs, "iterations": m, "probes": probes, "breakdown": False}) as f:
-            for name, value in dict(alpha=nan, beta=nan[:, :-1], nodes=nan, weights=np.zeros_like(nan),
-                                    steps=np.zeros(probes, np.int64), seconds=np.zeros(probes)).items():
+            for name, value in dict(
+                alpha=nan,
+                beta=nan[:, :-1],
+                nodes=nan,
+                weights=np.zeros_like(nan),
+                steps=np.zeros(probes, np.int64),
+                seconds=np.zeros(probes),
+            ).items():
                 f[name] = value
         return
     checks = _checked(op)
     store = _store(out, settings, op)
     todo = store.missing(range(probes))
     if todo:
-        slq(op, iterations=m, probes=probes, seed=settings["seed"], kind=settings["probe_kind"],
-            block=settings["block"], indices=todo, callback=store.save, progress=progress)
+        slq(
+            op,
+            iterations=m,
+            probes=probes,
+            seed=settings["seed"],
+            kind=settings["probe_kind"],
+            block=settings["block"],
+            indices=todo,
+            callback=store.save,
+            progress=progress,
+        )
     rows = [store.rows[i] for i in range(probes)]
     steps = np.array([int(r["steps"]) for r in rows])
-    with atomic_h5(out, {**attrs, **checks, "iterations": m, "probes": probes,
-                         "probe_kind": settings["probe_kind"], "seed_probes": settings["seed"],
-                         "breakdown": bool((steps < m).any())}) as f:
+    with atomic_h5(
+        out,
+        {
+            **attrs,
+            **checks,
+            "iterations": m,
+            "probes": probes,
+            "probe_kind": settings["probe_kind"],
+            "seed_probes": settings["seed"],
+            "breakdown": bool((steps < m).any()),
+        },
+    ) as f:
         for name in ("alpha", "beta", "nodes", "weights", "steps", "seconds"):
             f[name] = np.stack([np.asarray(r[name]) for r in rows])
     store.remove()
     log.info("wrote %s: %d probes, Lanczos lengths %s", out, probes, sorted(set(steps.tolist())))
 
 
-def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
-                graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+def run_moments(
+    checkpoint,
+    data,
+    out,
+    settings: dict,
+    progress: bool = True,
+    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
+    expect: dict | None = None,
+) -> None:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
-                                   **operator_settings(settings, PROBE_SETTINGS))
+    op, ckpt = checkpoint_operator(
+        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, PROBE_SETTINGS)
+    )
     attrs = _output_attrs(op, ckpt, settings)
     probes = settings["probes"]
     store, checks = None, {}
@@ -151,8 +241,9 @@ def run_moments(checkpoint, data, out, settings: dict, progress: bool = True,
         store = _store(out, settings, op)
         todo = store.missing(range(probes))
         if todo:
-            hutchinson_moments(op, probes=probes, seed=settings["seed"], indices=todo,
-                               callback=store.save, progress=progress)
+            hutchinson_moments(
+                op, probes=probes, seed=settings["seed"], indices=todo, callback=store.save, progress=progress
+            )
         values = np.stack([np.asarray(store.rows[i]["values"]) for i in range(probes)])
     estimate = values.mean(axis=0)
     stderr = values.std(axis=0, ddof=1) / np.sqrt(probes)
@@ -169,14 +260,30 @@ def _moments_of_parts(parts: dict, store: ProbeStore, probes: int, seed: int, pr
     for k, op in enumerate(parts.values()):
         todo = [i for i in range(probes) if k * probes + i not in store.rows]
         if todo:
-            hutchinson_moments(op, probes=probes, seed=seed, indices=todo, progress=progress,
-                               callback=lambda i, row, k=k: store.save(k * probes + i, row))
-    return {name: np.stack([np.asarray(store.rows[k * probes + i]["values"]) for i in range(probes)])
-            for k, name in enumerate(parts)}
+            hutchinson_moments(
+                op,
+                probes=probes,
+                seed=seed,
+                indices=todo,
+                progress=progress,
+                callback=lambda i, row, k=k: store.save(k * probes + i, row),
+            )
+    return {
+        name: np.stack([np.asarray(store.rows[k * probes + i]["values"]) for i in range(probes)])
+        for k, name in enumerate(parts)
+    }
 
 
-def _run_parts(out: Path, op: HessianOperator, ckpt: dict, settings: dict, parts: dict, checks: dict,
-               progress: bool, part_attrs: dict | None = None) -> None:
+def _run_parts(
+    out: Path,
+    op: HessianOperator,
+    ckpt: dict,
+    settings: dict,
+    parts: dict,
+    checks: dict,
+    progress: bool,
+    part_attrs: dict | None = None,
+) -> None:
     """One HDF5 group per part A: ``probe_values`` (P, 4) = v'A^k v / n_A, ``estimate``, ``stderr``,
     attributes ``dimension`` n_A and ``part_attrs[name]``; a diverged checkpoint gets NaNs.
     Resumes from and then removes the job's probe store."""
@@ -188,8 +295,7 @@ def _run_parts(out: Path, op: HessianOperator, ckpt: dict, settings: dict, parts
     else:
         store = _store(out, {**settings, "parts": list(parts)}, op)
         values = _moments_of_parts(parts, store, probes, seed, progress)
-    attrs = {**_output_attrs(op, ckpt, settings), **checks, "probes": probes, "seed_probes": seed,
-             "parts": list(parts)}
+    attrs = {**_output_attrs(op, ckpt, settings), **checks, "probes": probes, "seed_probes": seed, "parts": list(parts)}
     with atomic_h5(out, attrs) as f:
         for name, v in values.items():
             group = f.create_group(name)
@@ -198,31 +304,54 @@ def _run_parts(out: Path, op: HessianOperator, ckpt: dict, settings: dict, parts
             write_attrs(group, {"dimension": parts[name].num_params, **(part_attrs or {}).get(name, {})})
     if store is not None:
         store.remove()
-    log.info("wrote %s: (1/n)tr(A^k) of %s", out,
-             "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
+    log.info("wrote %s: (1/n)tr(A^k) of %s", out, "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
 
 
-def run_block_moments(checkpoint, data, out, settings: dict, progress: bool = True,
-                      graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+def run_block_moments(
+    checkpoint,
+    data,
+    out,
+    settings: dict,
+    progress: bool = True,
+    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
+    expect: dict | None = None,
+) -> None:
     """Hutchinson moments of each diagonal block of H by :func:`hessdepth.resnet_blocks` (input,
     stages, classifier), one group per block (its ``prefixes`` in the group's attributes)."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
-                                   **operator_settings(settings, PROBE_SETTINGS))
+    op, ckpt = checkpoint_operator(
+        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, PROBE_SETTINGS)
+    )
     blocks = resnet_blocks()
     parts = {name: block(op, prefixes) for name, prefixes in blocks.items()}
     checks = {} if ckpt.get("diverged") else _checked(op)
-    _run_parts(out, op, ckpt, settings, parts, checks, progress,
-               {name: {"prefixes": list(prefixes)} for name, prefixes in blocks.items()})
+    _run_parts(
+        out,
+        op,
+        ckpt,
+        settings,
+        parts,
+        checks,
+        progress,
+        {name: {"prefixes": list(prefixes)} for name, prefixes in blocks.items()},
+    )
 
 
-def run_gauss_newton(checkpoint, data, out, settings: dict, progress: bool = True,
-                     graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB, expect: dict | None = None) -> None:
+def run_gauss_newton(
+    checkpoint,
+    data,
+    out,
+    settings: dict,
+    progress: bool = True,
+    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
+    expect: dict | None = None,
+) -> None:
     """Hutchinson moments of the Hessian (group ``hessian``) and of its Gauss-Newton part
     (``gauss_newton``) from the same probes, so that their statistics are paired."""
     out = Path(out)
-    op, ckpt = checkpoint_operator(checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect,
-                                   **operator_settings(settings, PROBE_SETTINGS))
+    op, ckpt = checkpoint_operator(
+        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, PROBE_SETTINGS)
+    )
     gn = GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode)
     checks = {}
     if not ckpt.get("diverged"):
@@ -233,8 +362,9 @@ def run_gauss_newton(checkpoint, data, out, settings: dict, progress: bool = Tru
 def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
     """Per-variable norms of the full training-set gradient (the paper's figure 1)."""
     start = time.perf_counter()
-    op, ckpt = checkpoint_operator(checkpoint, data, subset_seed=0, dtype="float32", expect=expect,
-                                   **operator_settings(settings))
+    op, ckpt = checkpoint_operator(
+        checkpoint, data, subset_seed=0, dtype="float32", expect=expect, **operator_settings(settings)
+    )
     attrs = _output_attrs(op, ckpt, settings)
     names, norms, numel = per_variable_norms(op.model, op.gradient())
     with atomic_h5(out, {**attrs, "loss": op.loss()}) as f:

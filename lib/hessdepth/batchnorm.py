@@ -15,13 +15,15 @@ and differentiating L₂ = Σ ġx·∂x + ġγ·∂γ + ġβ·∂β once more gi
 
 which is about a dozen passes, most of them fused (PyTorch's own BatchNorm kernels compute
 per-channel affine maps of x̂ and the channel sums Σ g x̂ in one pass each). With fixed running
-statistics (evaluation mode) P is the identity and s, μ are constants: ∂L₂/∂(∂y) = γ s ġx + ġγ x̂ + ġβ, ∂L₂/∂γ = s Σ ġx ∂y, ∂L₂/∂x = ġγ s ∂y.
+statistics (evaluation mode) P is the identity and s, μ are constants:
+∂L₂/∂(∂y) = γ s ġx + ġγ x̂ + ġβ, ∂L₂/∂γ = s Σ ġx ∂y, ∂L₂/∂x = ġγ s ∂y.
 
 :func:`fast_batchnorm_hessian` routes every affine ``F.batch_norm`` call that either uses batch
 statistics only (training mode, no running buffers) or only reads running statistics
 (evaluation mode) through this path; calls that would update running statistics are left
 alone. ``gradgradcheck`` in float64 checks both (``tests/test_batchnorm.py``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +49,8 @@ def _affine_of_xhat(x, mean, var, eps, scale, shift):
 def _channel_dots(g, x, mean, rstd):
     """(Σ g·(x − mean)·rstd, Σ g) per channel: one fused pass (the reduction of BN's backward)."""
     _, dot, total = torch.ops.aten.native_batch_norm_backward(
-        g, x, None, None, None, mean, rstd, True, 0.0, [False, True, True])
+        g, x, None, None, None, mean, rstd, True, 0.0, [False, True, True]
+    )
     return dot, total
 
 
@@ -62,8 +65,17 @@ class _BatchNormGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, mean, rstd, var, grad_out, eps, train):
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad_out, x, weight, None if train else mean, None if train else var,
-            mean if train else None, rstd if train else None, train, eps, [True, True, True])
+            grad_out,
+            x,
+            weight,
+            None if train else mean,
+            None if train else var,
+            mean if train else None,
+            rstd if train else None,
+            train,
+            eps,
+            [True, True, True],
+        )
         ctx.save_for_backward(x, weight, mean, rstd, var, grad_out, grad_w, grad_b)
         ctx.eps, ctx.train = eps, train
         return grad_x, grad_w, grad_b
@@ -77,19 +89,31 @@ class _BatchNormGrad(torch.autograd.Function):
         sum_ggx_gy, _ = _channel_dots(gg_x, grad_out, torch.zeros_like(mean), torch.ones_like(rstd))
         if not ctx.train:  # ∂x = γ s ∂y, ∂γ = Σ ∂y x̂, ∂β = Σ ∂y with s and the mean fixed
             d_grad_out = _affine_of_xhat(x, mean, var, eps, gg_w, gg_b).addcmul_(gs, gg_x)
-            return (grad_out * _per_channel(gg_w * rstd, x), rstd * sum_ggx_gy, None, None, None, d_grad_out,
-                    None, None)
+            return (
+                grad_out * _per_channel(gg_w * rstd, x),
+                rstd * sum_ggx_gy,
+                None,
+                None,
+                None,
+                d_grad_out,
+                None,
+                None,
+            )
         sum_ggx_xhat, sum_ggx = _channel_dots(gg_x, x, mean, rstd)
         # A = Σ ġx P(∂y), using Σ ∂y = ∂β and Σ ∂y x̂ = ∂γ from the first backward.
         a = sum_ggx_gy - (grad_b * sum_ggx + grad_w * sum_ggx_xhat) / n
-        d_grad_out = _affine_of_xhat(x, mean, var, eps, gg_w - g_s * sum_ggx_xhat / n,
-                                     gg_b - g_s * sum_ggx / n).addcmul_(gs, gg_x)
+        d_grad_out = _affine_of_xhat(
+            x, mean, var, eps, gg_w - g_s * sum_ggx_xhat / n, gg_b - g_s * sum_ggx / n
+        ).addcmul_(gs, gg_x)
         b = -g_s * rstd * grad_w / n  # coefficient of P(ġx)
         c = rstd * (gg_w - g_s * sum_ggx_xhat / n)  # coefficient of P(∂y)
         xhat_coef = -g_s * rstd * a / n - b * sum_ggx_xhat / n - c * grad_w / n
         const = -(b * sum_ggx + c * grad_b) / n
-        d_x = (_affine_of_xhat(x, mean, var, eps, xhat_coef, const)
-               .addcmul_(_per_channel(c, x), grad_out).addcmul_(_per_channel(b, x), gg_x))
+        d_x = (
+            _affine_of_xhat(x, mean, var, eps, xhat_coef, const)
+            .addcmul_(_per_channel(c, x), grad_out)
+            .addcmul_(_per_channel(b, x), gg_x)
+        )
         return d_x, rstd * a, None, None, None, d_grad_out, None, None
 
 
@@ -115,8 +139,14 @@ class _BatchNorm(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None
 
 
-def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor | None = None,
-               running_var: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+def batch_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     """``F.batch_norm`` that never updates running statistics, with the hand-derived second derivative.
 
     Without running statistics it normalises with the batch's own (training mode); with them,

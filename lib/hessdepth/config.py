@@ -1,4 +1,5 @@
 """Validation of the workflow configuration: every problem reported at once, before any job runs."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,15 @@ _Validator = jsonschema.validators.extend(
         "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
     ),
 )
-_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
-               "null": "null", "array": "a list", "object": "a mapping"}
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "null": "null",
+    "array": "a list",
+    "object": "a mapping",
+}
 
 
 def _type_problem(error: jsonschema.ValidationError) -> str:
@@ -68,9 +76,7 @@ def _cross_key_problems(config: dict) -> list[str]:
     problems = _depth_problems("models.depths", models["depths"])
     for ckpt in sorted(checkpoints):
         if ckpt > steps:
-            problems.append(
-                f"train.checkpoints: checkpoint {ckpt} is past the last step train.steps = {steps}"
-            )
+            problems.append(f"train.checkpoints: checkpoint {ckpt} is past the last step train.steps = {steps}")
 
     def need(where: str, arch_list, depth, step=None):
         for arch in arch_list:
@@ -79,9 +85,7 @@ def _cross_key_problems(config: dict) -> list[str]:
         if depth not in depths:
             problems.append(f"{where}: depth {depth} is not trained (models.depths = {sorted(depths)})")
         if step is not None and step not in checkpoints:
-            problems.append(
-                f"{where}: step {step} is not a checkpoint (train.checkpoints = {sorted(checkpoints)})"
-            )
+            problems.append(f"{where}: step {step} is not a checkpoint (train.checkpoints = {sorted(checkpoints)})")
 
     both = ("resnet", "simple")
     fig = figures["gradnorms"]
@@ -108,8 +112,10 @@ def _cross_key_problems(config: dict) -> list[str]:
             )
     step = figures["moments"]["step"]
     if stages_on and curvature["steps"] and step not in curvature["steps"]:
-        problems.append(f"curvature.steps: figures 7 and 8 are drawn at figures.moments.step = {step}, "
-                        f"which is not among {sorted(curvature['steps'])}")
+        problems.append(
+            f"curvature.steps: figures 7 and 8 are drawn at figures.moments.step = {step}, "
+            f"which is not among {sorted(curvature['steps'])}"
+        )
     lo, hi = config["density"]["grid_range"]
     if lo >= hi:
         problems.append(f"density.grid_range: lower end {lo} must be below upper end {hi}")
@@ -141,20 +147,26 @@ def _size_problems(config: dict) -> list[str]:
     training_set = f"the training set ({_training_set(config, n)})"
     problems = []
     if config["train"]["batch_size"] > n:
-        problems.append(f"train.batch_size: {config['train']['batch_size']} is larger than {training_set}; "
-                        f"lower it to at most {n}")
+        problems.append(
+            f"train.batch_size: {config['train']['batch_size']} is larger than {training_set}; lower it to at most {n}"
+        )
     for section in ("hessian", "gradnorms"):
         samples, batch_size = config[section]["samples"], config[section]["batch_size"]
         if samples is not None and samples % 10:
-            problems.append(f"{section}.samples: {samples} must be a multiple of the 10 classes "
-                            "(class-balanced subset)")
+            problems.append(
+                f"{section}.samples: {samples} must be a multiple of the 10 classes (class-balanced subset)"
+            )
         elif samples is not None and samples > subset_limit:
-            problems.append(f"{section}.samples: {samples} is more than a class-balanced subset of {training_set} "
-                            f"can hold; ask for at most {subset_limit}, or null for the whole training set")
+            problems.append(
+                f"{section}.samples: {samples} is more than a class-balanced subset of {training_set} "
+                f"can hold; ask for at most {subset_limit}, or null for the whole training set"
+            )
         elif batch_size > (samples or n):
             batched = f"the {samples} of {section}.samples" if samples else training_set
-            problems.append(f"{section}.batch_size: {batch_size} is larger than the images it batches, {batched}; "
-                            f"lower it to at most {samples or n}")
+            problems.append(
+                f"{section}.batch_size: {batch_size} is larger than the images it batches, {batched}; "
+                f"lower it to at most {samples or n}"
+            )
     return problems
 
 
@@ -168,10 +180,14 @@ def _device_problems(config: dict) -> list[str]:
     if int(match[1] or 0) < count:
         return []
     if not count:
-        return [f"device: {device!r} asked for, but CUDA is not available on this machine; set device: auto "
-                "(CUDA where present, else the CPU) or cpu"]
-    return [f"device: {device!r} asked for, but this machine has {count} CUDA device(s), cuda:0 to "
-            f"cuda:{count - 1}; pick one of those, or auto"]
+        return [
+            f"device: {device!r} asked for, but CUDA is not available on this machine; set device: auto "
+            "(CUDA where present, else the CPU) or cpu"
+        ]
+    return [
+        f"device: {device!r} asked for, but this machine has {count} CUDA device(s), cuda:0 to "
+        f"cuda:{count - 1}; pick one of those, or auto"
+    ]
 
 
 def _resolve(schema: dict, root: dict) -> dict:

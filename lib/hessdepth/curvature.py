@@ -7,6 +7,7 @@ R = Σ_i (∂L/∂z_i) ∇²z_i, the network function's own curvature weighted b
 Each part is an operator that :func:`hessdepth.slq` and :func:`hessdepth.hutchinson_moments`
 take as they take the Hessian.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Sequence

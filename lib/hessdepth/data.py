@@ -4,6 +4,7 @@ Images are uint8 ``(N, 3, 32, 32)`` (channel-major RGB, as in the pickled CIFAR 
 labels int64 ``(N,)`` everywhere; :func:`normalize` turns images into float tensors with the
 fixed CIFAR-10 channel statistics, whatever the dataset (the synthetic one included).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -59,17 +60,11 @@ class CifarData:
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, 32, 32):
-                raise ValueError(
-                    f"{split}_images must be uint8 (N, 3, 32, 32), got {images.dtype} {images.shape}"
-                )
+                raise ValueError(f"{split}_images must be uint8 (N, 3, 32, 32), got {images.dtype} {images.shape}")
             if labels.dtype != np.int64 or labels.shape != (len(images),):
-                raise ValueError(
-                    f"{split}_labels must be int64 ({len(images)},), got {labels.dtype} {labels.shape}"
-                )
+                raise ValueError(f"{split}_labels must be int64 ({len(images)},), got {labels.dtype} {labels.shape}")
             if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
-                raise ValueError(
-                    f"{split}_labels must lie in [0, {len(self.classes)}) for {len(self.classes)} classes"
-                )
+                raise ValueError(f"{split}_labels must lie in [0, {len(self.classes)}) for {len(self.classes)} classes")
 
 
 def file_md5(path: os.PathLike | str) -> str:
@@ -120,8 +115,11 @@ def _member(archive: tarfile.TarFile, name: str) -> tarfile.TarInfo:
         target = f" to {member.linkname}" if member.issym() or member.islnk() else ""
         raise _BadMember(name, f"is a {kind}{target}, not a regular file")
     if member.size > _MAX_MEMBER_BYTES:
-        raise _BadMember(name, f"declares {member.size:,} bytes, more than the {_MAX_MEMBER_BYTES:,} "
-                               "a CIFAR batch can take (an official batch is about 31 MB)")
+        raise _BadMember(
+            name,
+            f"declares {member.size:,} bytes, more than the {_MAX_MEMBER_BYTES:,} "
+            "a CIFAR batch can take (an official batch is about 31 MB)",
+        )
     return member
 
 
@@ -153,8 +151,7 @@ def _class_names(meta: dict) -> list[str]:
             return [c.decode() if isinstance(c, bytes) else c for c in names]
         except UnicodeDecodeError:
             pass
-    raise _BadMember("batches.meta", f"has label_names {names!r:.200}; expected a list of {_NUM_CLASSES} "
-                                     "class names")
+    raise _BadMember("batches.meta", f"has label_names {names!r:.200}; expected a list of {_NUM_CLASSES} class names")
 
 
 def _pixels(name: str, data) -> np.ndarray:
@@ -231,15 +228,12 @@ def read_cifar_archive(path: os.PathLike | str, md5: str | None = None) -> Cifar
         ) from err
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         raise DataError(
-            f"{path}: truncated or corrupt CIFAR-10 archive ({type(err).__name__}: {err}); "
-            "download it again"
+            f"{path}: truncated or corrupt CIFAR-10 archive ({type(err).__name__}: {err}); download it again"
         ) from err
     return CifarData(*train, *test, classes=classes)
 
 
-def download_cifar10(
-    dest_dir: os.PathLike | str, url: str = OFFICIAL_URL, md5: str | None = OFFICIAL_MD5
-) -> Path:
+def download_cifar10(dest_dir: os.PathLike | str, url: str = OFFICIAL_URL, md5: str | None = OFFICIAL_MD5) -> Path:
     """Download the archive into ``dest_dir`` (named after the url) and check its md5 (with
     ``md5=None``: that it is a complete tar.gz, since a cut connection can end a download early).
 
@@ -397,8 +391,7 @@ def balanced_half(labels: np.ndarray, half: int, seed: int = 0) -> np.ndarray:
 def training_half(data: CifarData, half: int) -> CifarData:
     """``data`` with only :func:`balanced_half` ``half`` of its training images; test set unchanged."""
     keep = balanced_half(data.train_labels, half)
-    return CifarData(data.train_images[keep], data.train_labels[keep], data.test_images, data.test_labels,
-                     data.classes)
+    return CifarData(data.train_images[keep], data.train_labels[keep], data.test_images, data.test_labels, data.classes)
 
 
 def fixed_batches(
@@ -435,5 +428,8 @@ def dataset_attrs(path: os.PathLike | str) -> dict:
     """The attributes that name a dataset file's data, for downstream files: ``dataset``,
     ``synthetic`` and ``data_sha256``, the digest of its contents (which images, which half)."""
     with open_checked(path, attrs=("dataset", "synthetic")) as f:
-        return {"dataset": str(f.attrs["dataset"]), "synthetic": bool(f.attrs["synthetic"]),
-                "data_sha256": str(f.attrs[DIGEST])}
+        return {
+            "dataset": str(f.attrs["dataset"]),
+            "synthetic": bool(f.attrs["synthetic"]),
+            "data_sha256": str(f.attrs[DIGEST]),
+        }

@@ -9,6 +9,7 @@ With m nodes per probe the paper's kernel suits m ~ 90 and ~10 probes; with fewe
 draws a comb of isolated spikes. A width tied to the spacing of the nodes themselves reads as a
 density at any m.
 """
+
 from __future__ import annotations
 
 import numpy as np

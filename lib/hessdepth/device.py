@@ -1,4 +1,5 @@
 """Device choice, a TF32-off context for exact float32 products on GPUs, and CPU allocator tuning."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,6 +8,7 @@ import ctypes.util
 from typing import Iterator
 
 import torch
+
 
 def choose_device(pref: str | torch.device = "auto") -> torch.device:
     """``"auto"``: CUDA when present, else the CPU; anything else is taken as a device name.
@@ -30,8 +32,11 @@ def no_tf32() -> Iterator[None]:
     """
     cudnn = torch.backends.cudnn
     if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):
-        flags = [(torch.backends.cuda.matmul, "fp32_precision"), (cudnn.conv, "fp32_precision"),
-                 (cudnn.rnn, "fp32_precision")]
+        flags = [
+            (torch.backends.cuda.matmul, "fp32_precision"),
+            (cudnn.conv, "fp32_precision"),
+            (cudnn.rnn, "fp32_precision"),
+        ]
         off = "ieee"  # full float32
     else:  # PyTorch before the fp32_precision API
         flags = [(torch.backends.cuda.matmul, "allow_tf32"), (cudnn, "allow_tf32")]

@@ -2,6 +2,7 @@
 
 The rules that decide each verdict are :data:`RULES`, printed verbatim into the document.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from .statistics import POWER, paired_comparison
+from .statistics import POWER, PairedComparison, paired_comparison
 from .summary import BLOCKS, BY_MODEL_RULE, GN_PARTS, model_label, scale_of
 
 ALPHA = 0.05
@@ -61,7 +62,8 @@ were the observed ones (normal approximation, two-sided).
 FINDINGS = {
     1: "Deeper simple nets train slower (train loss rises with depth more than for ResNets)",
     2: "Simple nets' Hessian spectra grow heavier tails with depth (skewness and kurtosis rise)",
-    3: "Residual connections cut the tails (simple nets' skewness and kurtosis above the ResNet's, same depth and seed)",
+    3: "Residual connections cut the tails "
+    "(simple nets' skewness and kurtosis above the ResNet's, same depth and seed)",
     4: "A ResNet about twice as deep has lighter tails than a simple net (ResNet-(2d-2) or -(2d+4) vs simple-d)",
 }
 
@@ -134,16 +136,16 @@ def training_verdict(rows: Sequence[dict], step: int) -> Verdict:
     rho_resnet = spearman([d for d, _ in resnet], [_loss(r) for r in resnet.values()])
     paired = [(s, resnet[s["depth"], s["seed"]]) for s in simple if (s["depth"], s["seed"]) in resnet]
     paired = [(s, r) for s, r in paired if not r["diverged"]]
-    rho_gap = spearman([s["depth"] for s, _ in paired],
-                       [np.log(_loss(s)) - np.log(_loss(r)) for s, r in paired])
+    rho_gap = spearman([s["depth"] for s, _ in paired], [np.log(_loss(s)) - np.log(_loss(r)) for s, r in paired])
     if rho_simple.direction() > 0 and rho_gap.direction() > 0:
         verdict = HOLDS
     elif rho_gap.direction() < 0:
         verdict = REVERSED
     else:
         verdict = UNRESOLVED
-    evidence = (f"simple train loss vs depth: {rho_simple}; ResNet: {rho_resnet}; "
-                f"log(simple/ResNet) gap vs depth: {rho_gap}")
+    evidence = (
+        f"simple train loss vs depth: {rho_simple}; ResNet: {rho_resnet}; log(simple/ResNet) gap vs depth: {rho_gap}"
+    )
     return Verdict(1, step, verdict, evidence)
 
 
@@ -160,8 +162,7 @@ def _with_check(finding: int, step: int, judge) -> Verdict:
     verdict, evidence = judge(PRIMARY)
     check, check_evidence = judge(CHECK)
     agree = "agrees" if check == verdict else f"**disagrees: {check}**"
-    evidence = (f"{ESTIMATOR_NAMES[PRIMARY]}: {evidence}. {ESTIMATOR_NAMES[CHECK]} {agree}: "
-                f"{check_evidence}")
+    evidence = f"{ESTIMATOR_NAMES[PRIMARY]}: {evidence}. {ESTIMATOR_NAMES[CHECK]} {agree}: {check_evidence}"
     return Verdict(finding, step, verdict, evidence)
 
 
@@ -174,8 +175,13 @@ def tails_verdict(rows: Sequence[dict], step: int) -> Verdict:
 def _pairs(rows: Sequence[dict], step: int, partner) -> list[tuple[dict, dict]]:
     """(simple run, ResNet run) of the same seed, ResNet depth in ``partner(simple depth)``."""
     resnet = {(r["depth"], r["seed"]): r for r in _at(rows, step, "resnet") if not r["diverged"]}
-    return [(s, resnet[d, s["seed"]]) for s in _at(rows, step, "simple") if not s["diverged"]
-            for d in partner(s["depth"]) if (d, s["seed"]) in resnet]
+    return [
+        (s, resnet[d, s["seed"]])
+        for s in _at(rows, step, "simple")
+        if not s["diverged"]
+        for d in partner(s["depth"])
+        if (d, s["seed"]) in resnet
+    ]
 
 
 def _paired_direction(pairs: Sequence[tuple[dict, dict]], estimator: str) -> tuple[str, str]:
@@ -213,8 +219,12 @@ def verdicts(rows: Sequence[dict]) -> list[Verdict]:
     """All four findings at every step of the per-run table."""
     out = []
     for step in sorted({r["step"] for r in rows}):
-        out += [training_verdict(rows, step), tails_verdict(rows, step), residual_verdict(rows, step),
-                cross_depth_verdict(rows, step)]
+        out += [
+            training_verdict(rows, step),
+            tails_verdict(rows, step),
+            residual_verdict(rows, step),
+            cross_depth_verdict(rows, step),
+        ]
     return out
 
 
@@ -237,8 +247,14 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
 
 def _moments_table(by_model: Sequence[dict], step: int, estimator: str) -> list[str]:
     models = {(r["arch"], r["depth"]): r for r in by_model if r["step"] == step}
-    header = ["depth", "ResNet skewness", "simple skewness", "ResNet kurtosis", "simple kurtosis",
-              "seeds (ResNet / simple)"]
+    header = [
+        "depth",
+        "ResNet skewness",
+        "simple skewness",
+        "ResNet kurtosis",
+        "simple kurtosis",
+        "seeds (ResNet / simple)",
+    ]
     body = []
     for depth in sorted({d for _, d in models}):
         cells = [str(depth)]
@@ -316,14 +332,18 @@ def part_ratios(rows: Sequence[dict], step: int) -> dict[str, PairedComparison]:
 
 def gauss_newton_answer(rows: Sequence[dict], step: int) -> tuple[str, str]:
     """(answer, evidence) to "is it the Gauss-Newton part that skip connections damp?" at ``step``."""
-    pairs = [(s, r) for s, r in _pairs(rows, step, lambda d: [d])
-             if all(x[f"{p}_kurtosis"] > 0 for x in (s, r) for p in GN_PARTS)]
+    pairs = [
+        (s, r)
+        for s, r in _pairs(rows, step, lambda d: [d])
+        if all(x[f"{p}_kurtosis"] > 0 for x in (s, r) for p in GN_PARTS)
+    ]
     simple = {p: np.array([s[f"{p}_kurtosis"] for s, _ in pairs]) for p in GN_PARTS}
     resnet = {p: np.array([r[f"{p}_kurtosis"] for _, r in pairs]) for p in GN_PARTS}
     g = paired_comparison(simple["gauss_newton"], resnet["gauss_newton"], "log", 1 - ALPHA)
     h = paired_comparison(simple["hessian"], resnet["hessian"], "log", 1 - ALPHA)
-    versus = paired_comparison(simple["gauss_newton"] / resnet["gauss_newton"],
-                               simple["hessian"] / resnet["hessian"], "log", 1 - ALPHA)
+    versus = paired_comparison(
+        simple["gauss_newton"] / resnet["gauss_newton"], simple["hessian"] / resnet["hessian"], "log", 1 - ALPHA
+    )
     answer = {1: "yes", -1: "no (reversed)"}.get(g.direction, UNRESOLVED)
     if g.direction > 0 and versus.direction:
         answer += ", G more than H" if versus.direction > 0 else ", G less than H"
@@ -342,12 +362,21 @@ def _curvature_tables(rows: Sequence[dict], by_model: Sequence[dict], step: int)
     models = sorted((r for r in by_model if r["step"] == step), key=lambda r: (r["arch"], r["depth"]))
     lines = []
     if any(np.isfinite(r[f"block_{b}_kurtosis"]) for r in models for b in BLOCKS):
-        body = [[model_label(r["arch"], r["depth"]), *[_with_interval(r, f"block_{b}_kurtosis") for b in BLOCKS],
-                 heaviest_block(r) or "–"] for r in models]
+        body = [
+            [
+                model_label(r["arch"], r["depth"]),
+                *[_with_interval(r, f"block_{b}_kurtosis") for b in BLOCKS],
+                heaviest_block(r) or "–",
+            ]
+            for r in models
+        ]
         lines += [f"### Step {step}: kurtosis of each block", ""]
         lines += _table(["model", *BLOCKS, "heaviest block"], body) + [""]
-        lines += [f"**Which block carries the outliers?** Largest block kurtosis: ResNets: "
-                  f"{_heaviest_counts(models, 'resnet')}; simple nets: {_heaviest_counts(models, 'simple')}.", ""]
+        lines += [
+            f"**Which block carries the outliers?** Largest block kurtosis: ResNets: "
+            f"{_heaviest_counts(models, 'resnet')}; simple nets: {_heaviest_counts(models, 'simple')}.",
+            "",
+        ]
     if any(np.isfinite(r["gauss_newton_kurtosis"]) for r in models):
         columns = [f"{p}_{s}" for s in ("skewness", "kurtosis") for p in GN_PARTS]
         body = [[model_label(r["arch"], r["depth"]), *[_with_interval(r, c) for c in columns]] for r in models]
@@ -364,7 +393,7 @@ def _curvature_tables(rows: Sequence[dict], by_model: Sequence[dict], step: int)
 
 
 def curvature_section(rows: Sequence[dict], by_model: Sequence[dict]) -> list[str]:
-    """"Where the outliers live": per-block and Gauss-Newton tables and answers, every step."""
+    """ "Where the outliers live": per-block and Gauss-Newton tables and answers, every step."""
     lines = ["## Where the outliers live: blocks of the Hessian and its Gauss-Newton part", "", CURVATURE_RULES]
     for step in sorted({r["step"] for r in by_model}):
         lines += _curvature_tables(rows, by_model, step)
@@ -379,8 +408,9 @@ def publishable_config(config: dict) -> dict:
     return {**config, "data": data} if "data" in config else dict(config)
 
 
-def replication_section(rows: Sequence[dict], replications: dict[str, Sequence[dict]],
-                        run_name: str = "this run") -> list[str]:
+def replication_section(
+    rows: Sequence[dict], replications: dict[str, Sequence[dict]], run_name: str = "this run"
+) -> list[str]:
     """Verdicts of this run beside those of independent reruns, and whether they agree."""
     runs = {run_name: verdicts(rows), **{name: verdicts(r) for name, r in replications.items()}}
     keys = [(v.finding, v.step) for v in runs[run_name]]
@@ -390,9 +420,12 @@ def replication_section(rows: Sequence[dict], replications: dict[str, Sequence[d
         cells = [by_run[name].get(key, "–") for name in runs]
         body.append([key[0], key[1], *[f"**{c}**" for c in cells], "yes" if len(set(cells)) == 1 else "**no**"])
     agree = sum(line[-1] == "yes" for line in body)
-    return (["### The same verdicts on other images", "",
-             f"The same preset rerun on disjoint training images; {agree} of {len(body)} verdicts agree.", ""]
-            + _table(["#", "step", *runs, "same"], body))
+    return [
+        "### The same verdicts on other images",
+        "",
+        f"The same preset rerun on disjoint training images; {agree} of {len(body)} verdicts agree.",
+        "",
+    ] + _table(["#", "step", *runs, "same"], body)
 
 
 def render_results(
@@ -428,8 +461,11 @@ def render_results(
         "",
     ]
     if synthetic:
-        lines += ["> **Synthetic data.** These runs use generated images, not CIFAR-10: they test the "
-                  "workflow, not the paper's claims.", ""]
+        lines += [
+            "> **Synthetic data.** These runs use generated images, not CIFAR-10: they test the "
+            "workflow, not the paper's claims.",
+            "",
+        ]
     models = [model_label(a, d) for a, d in sorted({(r["arch"], r["depth"]) for r in rows})]
     lines += [
         "## Setup",
@@ -453,23 +489,32 @@ def render_results(
         "## Findings",
         "",
     ]
-    lines += _table(["#", "finding", "step", "verdict", "statistics"],
-                    [[v.finding, FINDINGS[v.finding], v.step, f"**{v.verdict}**", v.evidence]
-                     for v in verdicts(rows)])
+    lines += _table(
+        ["#", "finding", "step", "verdict", "statistics"],
+        [[v.finding, FINDINGS[v.finding], v.step, f"**{v.verdict}**", v.evidence] for v in verdicts(rows)],
+    )
     if replications:
         lines += [""] + replication_section(rows, replications, run_name)
     lines += ["", "### How the verdicts are decided", "", RULES, ""]
-    lines += ["## Skewness and kurtosis of the Hessian spectrum", "",
-              "Per model over the seeds that did not diverge, by this rule: " + BY_MODEL_RULE
-              + " Kurtosis is not excess (3 for a Gaussian).", ""]
+    lines += [
+        "## Skewness and kurtosis of the Hessian spectrum",
+        "",
+        "Per model over the seeds that did not diverge, by this rule: "
+        + BY_MODEL_RULE
+        + " Kurtosis is not excess (3 for a Gaussian).",
+        "",
+    ]
     for step in sorted({r["step"] for r in by_model}):
         for estimator, name in (("slq", "stochastic Lanczos quadrature"), ("hutch", "Hutchinson moments")):
             lines += [f"### Step {step}, {name}", ""] + _moments_table(by_model, step, estimator) + [""]
     if curvature:
         lines += curvature_section(*curvature)
-    lines += ["## Training loss at each checkpoint", "",
-              "The training loss recorded in each checkpoint; mean over seeds [t-interval when there "
-              "are several].", ""]
+    lines += [
+        "## Training loss at each checkpoint",
+        "",
+        "The training loss recorded in each checkpoint; mean over seeds [t-interval when there are several].",
+        "",
+    ]
     lines += _loss_table(by_model) + ["", "## Figures", ""]
     for path in figures:
         name = Path(path).stem

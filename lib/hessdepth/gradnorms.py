@@ -1,4 +1,5 @@
 """Per-variable gradient norms (the paper's figure 1): one norm per parameter tensor."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@ attribute ``content_sha256`` digests every attribute and every dataset, so an ed
 HDF5 itself (which recomputes Fletcher-32) is caught too. :func:`open_checked` verifies both, so
 a damaged or edited file is an error naming it, never a silently different number.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,7 +75,7 @@ def _remove_stale_temps(path: Path) -> None:
     """Remove temporary files of ``path`` left by killed writers on this host."""
     prefix = _temp_name(path, 0).name[:-1]
     for t in path.parent.glob(f"{prefix}*"):
-        pid = t.name[len(prefix):].removesuffix(".sum")
+        pid = t.name[len(prefix) :].removesuffix(".sum")
         if pid.isdigit() and not _alive(int(pid)):
             t.unlink(missing_ok=True)
 
@@ -84,8 +85,7 @@ DIGEST = "content_sha256"
 
 def _checksummable(ds: h5py.Dataset) -> bool:
     """Whether HDF5's Fletcher-32 filter can cover the dataset (chunked, fixed-size elements)."""
-    return ds.shape not in ((), None) and ds.size > 0 and not h5py.check_string_dtype(ds.dtype) and \
-        ds.dtype.kind != "O"
+    return ds.shape not in ((), None) and ds.size > 0 and not h5py.check_string_dtype(ds.dtype) and ds.dtype.kind != "O"
 
 
 def _hash_value(h, value) -> None:
@@ -111,8 +111,9 @@ def content_digest(f: h5py.File, path: os.PathLike | str = "") -> str:
             try:
                 data = obj[()]
             except OSError as err:
-                raise OutputError(f"{path}: damaged, the checksum of datasets ['{name}'] does not match; "
-                                  f"{rebuild_hint(path)}") from err
+                raise OutputError(
+                    f"{path}: damaged, the checksum of datasets ['{name}'] does not match; {rebuild_hint(path)}"
+                ) from err
             _hash_value(h, data)
     return h.hexdigest()
 
@@ -126,8 +127,9 @@ def _copy_checksummed(src: h5py.Group, dst: h5py.Group) -> None:
             _copy_checksummed(obj, dst.create_group(name))
             continue
         checksum = _checksummable(obj)
-        copy = dst.create_dataset(name, data=obj[()], dtype=obj.dtype, chunks=True if checksum else None,
-                                  fletcher32=checksum)
+        copy = dst.create_dataset(
+            name, data=obj[()], dtype=obj.dtype, chunks=True if checksum else None, fletcher32=checksum
+        )
         for key, value in obj.attrs.items():
             copy.attrs[key] = value
 
@@ -160,8 +162,7 @@ def atomic_h5(path: os.PathLike | str, attrs: dict | None = None) -> Iterator[h5
 def verify_checksums(f: h5py.File, path: os.PathLike | str) -> None:
     """Raise OutputError naming ``path`` when a checksum of the open file ``f`` fails or is absent."""
     if DIGEST not in f.attrs:
-        raise OutputError(f"{path}: no checksums (written by an older hessdepth or another tool); "
-                          f"{rebuild_hint(path)}")
+        raise OutputError(f"{path}: no checksums (written by an older hessdepth or another tool); {rebuild_hint(path)}")
     if f.attrs[DIGEST] != content_digest(f, path):
         raise OutputError(f"{path}: damaged, the checksum of its contents does not match; {rebuild_hint(path)}")
 
@@ -199,8 +200,10 @@ def check_identity(path: os.PathLike | str, attrs, expect: dict | None) -> None:
     wrong = {k: v for k, v in (expect or {}).items() if k not in attrs or str(attrs[k]) != str(v)}
     if wrong:
         held = {k: (attrs[k].item() if hasattr(attrs[k], "item") else attrs[k]) if k in attrs else None for k in wrong}
-        raise OutputError(f"{path} holds {held} but stands for {wrong} (a file copied or moved into another "
-                          f"run's place?); {rebuild_hint(path)}")
+        raise OutputError(
+            f"{path} holds {held} but stands for {wrong} (a file copied or moved into another "
+            f"run's place?); {rebuild_hint(path)}"
+        )
 
 
 def read_json_attr(obj: h5py.HLObject, key: str):

@@ -1,4 +1,5 @@
 """What every workflow job does first: log to its log file, set CPU threads, describe the machine."""
+
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,6 @@ from pathlib import Path
 import torch
 
 from .device import keep_freed_cpu_memory
-from .h5io import REBUILD_COMMAND_VARIABLE
 
 DEFAULT_RUN = "paper"  # the name of a run of config.yaml alone
 
@@ -49,7 +49,7 @@ def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) ->
     Also keeps freed CPU memory for reuse (:func:`~hessdepth.device.keep_freed_cpu_memory`).
     """
     if log_path is not None:
-        stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+        stream = open(log_path, "a", buffering=1)
         sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,

@@ -6,6 +6,7 @@ integrates polynomials of degree <= 2m-1 exactly against q's spectral measure:
 sum_j w_j theta_j^k = q' H^k q. Averaged over random probes this estimates the eigenvalue
 density (1/n) sum_i delta(lambda - lambda_i).
 """
+
 from __future__ import annotations
 
 import time
@@ -166,9 +167,12 @@ def _padded_row(alpha: np.ndarray, beta: np.ndarray, iterations: int, seconds: f
         return np.concatenate([x, np.full(size - len(x), fill)])
 
     return dict(
-        alpha=pad(alpha, iterations, top), beta=pad(beta, iterations - 1, 0.0),
-        nodes=pad(nodes, iterations, top), weights=pad(weights, iterations, 0.0),
-        steps=np.int64(s), seconds=np.float64(seconds),
+        alpha=pad(alpha, iterations, top),
+        beta=pad(beta, iterations - 1, 0.0),
+        nodes=pad(nodes, iterations, top),
+        weights=pad(weights, iterations, 0.0),
+        steps=np.int64(s),
+        seconds=np.float64(seconds),
     )
 
 
@@ -201,8 +205,7 @@ def slq(
     n = op.num_params
     block = lockstep_block(op, len(indices), block, bytes_per_probe=iterations * n * 8)
     rows = []
-    bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False,
-               disable=not progress)
+    bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False, disable=not progress)
     with bar:
         for start in range(0, len(indices), block):
             group = indices[start : start + block]

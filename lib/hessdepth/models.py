@@ -9,6 +9,7 @@ lists; ``simple`` only drops the addition.
 Initialisation: Kaiming normal (fan_out, ReLU gain) for convs, BatchNorm weight 1 and bias 0,
 PyTorch's default uniform init for the linear layer.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,9 +25,7 @@ _MODEL_ID = re.compile(r"^(resnet|simple)(\d+)$")
 def check_depth(depth: int) -> int:
     """Return n for a depth of 6n+2 layers (n >= 1), or raise ValueError."""
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth!r}"
-        )
+        raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth!r}")
     return (depth - 2) // 6
 
 

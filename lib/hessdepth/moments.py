@@ -3,6 +3,7 @@
 Every estimator here yields per-probe raw moments m_k = (1/n) v'H^k v (|v|^2 = n), whose mean
 over probes is unbiased for (1/n) tr(H^k) = E[lambda^k] over the eigenvalue distribution.
 """
+
 from __future__ import annotations
 
 import time
@@ -129,9 +130,7 @@ def spectral_stats(
         with np.errstate(invalid="ignore"):
             lo, hi = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
     else:
-        jac = torch.autograd.functional.jacobian(
-            lambda m: torch.stack(_stats(*m)), torch.as_tensor(mean)
-        ).numpy()
+        jac = torch.autograd.functional.jacobian(lambda m: torch.stack(_stats(*m)), torch.as_tensor(mean)).numpy()
         cov = np.cov(moments, rowvar=False, ddof=1) / P
         half = sps.norm.ppf((1 + confidence) / 2) * np.sqrt(np.diag(jac @ cov @ jac.T))
         lo, hi = value - half, value + half

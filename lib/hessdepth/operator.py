@@ -5,6 +5,7 @@ Vectors are 1-D tensors over all parameters, flattened in ``model.parameters()``
 matrix (tests, synthetic spectra). Lanczos and the moment estimators accept any object with
 ``matvec``, ``num_params``, ``device`` and ``dtype`` (``matmat`` is used when present).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,9 +96,7 @@ class MatrixOperator(LinearOperator):
 
     def __init__(self, matrix: torch.Tensor):
         self.matrix = torch.as_tensor(matrix)
-        if self.matrix.dim() not in (1, 2) or (
-            self.matrix.dim() == 2 and self.matrix.shape[0] != self.matrix.shape[1]
-        ):
+        if self.matrix.dim() not in (1, 2) or (self.matrix.dim() == 2 and self.matrix.shape[0] != self.matrix.shape[1]):
             raise ValueError(f"need a square matrix or a diagonal, got shape {tuple(self.matrix.shape)}")
         self.num_params = self.matrix.shape[0]
         self.device, self.dtype = self.matrix.device, self.matrix.dtype
@@ -146,8 +145,9 @@ def _gradient_graph(loss, params):
 
 def _second_backward(graph, tangents, batched, keep=False):
     leaves, grads = graph
-    return torch.autograd.grad(grads, leaves, tangents, retain_graph=keep, is_grads_batched=batched,
-                               allow_unused=True, materialize_grads=True)
+    return torch.autograd.grad(
+        grads, leaves, tangents, retain_graph=keep, is_grads_batched=batched, allow_unused=True, materialize_grads=True
+    )
 
 
 def _double_backward(loss, params, tangents, batched):
@@ -283,7 +283,7 @@ class HessianOperator(LinearOperator):
                 m.training = self.bn_mode == "batch"
                 if self.bn_mode == "batch":
                     m.track_running_stats = False  # F.batch_norm then gets no running buffers
-            with no_tf32(), (fast_batchnorm_hessian() if fast_bn else contextlib.nullcontext()):
+            with no_tf32(), fast_batchnorm_hessian() if fast_bn else contextlib.nullcontext():
                 yield
         finally:
             for m, training, track in saved:

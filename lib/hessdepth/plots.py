@@ -5,6 +5,7 @@
 writes it as PDF and PNG. Figures of synthetic data say so in their title; diverged runs are
 drawn apart (dashed, crossed, or listed as "diverged (not plotted)"), never as normal lines.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,20 +22,40 @@ from matplotlib.patches import Patch
 from . import training
 from .h5io import OutputError, open_checked
 from .summary import (
-    BLOCKS, METRICS, aggregate_by_model, aggregate_curvature, common_grid, model_label,
-    read_identity, read_spectrum, summarize_curvature,
+    BLOCKS,
+    METRICS,
+    aggregate_by_model,
+    aggregate_curvature,
+    common_grid,
+    model_label,
+    read_identity,
+    read_spectrum,
+    summarize_curvature,
 )
 
 FIGURES = (
-    "fig1_gradnorms", "fig2_depth_densities", "fig3_moments",
-    "fig4_densities_steps", "fig5_curves", "fig6_curves",
-    "fig7_blocks", "fig8_gauss_newton",
+    "fig1_gradnorms",
+    "fig2_depth_densities",
+    "fig3_moments",
+    "fig4_densities_steps",
+    "fig5_curves",
+    "fig6_curves",
+    "fig7_blocks",
+    "fig8_gauss_newton",
 )
 ARCH_COLORS = {"resnet": "#1f77b4", "simple": "#d62728"}
 STYLE = {
-    "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.alpha": 0.3, "grid.linewidth": 0.5, "savefig.bbox": "tight", "pdf.fonttype": 42,
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.5,
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,
 }
 DENSITY_FLOOR = 1e-7  # log-density axes show this fraction of the peak and above
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
@@ -88,15 +109,26 @@ def gradnorms_figure(resnet: dict, simple: dict, suffix: str = "") -> Figure:
     fig, (ax,) = _new_figure(width=6.0)
     index = np.arange(len(resnet["names"]))
     for run, marker in ((resnet, "o"), (simple, "s")):
-        ax.plot(index, run["norms"], marker=marker, ms=2.5, lw=0.6, color=ARCH_COLORS[run["arch"]],
-                label=model_label(run["arch"], run["depth"]))
+        ax.plot(
+            index,
+            run["norms"],
+            marker=marker,
+            ms=2.5,
+            lw=0.6,
+            color=ARCH_COLORS[run["arch"]],
+            label=model_label(run["arch"], run["depth"]),
+        )
     ax.set_yscale("log")
     ax.set_xlabel("variable (network order: input conv → stages → fully connected)")
     ax.set_ylabel("gradient norm (full training set)")
     ax.legend(title=f"{100 * fraction:.1f}% of variables lower in the ResNet", loc="best")
-    _title(fig, f"Per-variable gradient norms, {model_label('resnet', resnet['depth'])} vs "
-           f"{model_label('simple', simple['depth'])} at step {resnet['step']}",
-           resnet["synthetic"] or simple["synthetic"], suffix)
+    _title(
+        fig,
+        f"Per-variable gradient norms, {model_label('resnet', resnet['depth'])} vs "
+        f"{model_label('simple', simple['depth'])} at step {resnet['step']}",
+        resnet["synthetic"] or simple["synthetic"],
+        suffix,
+    )
     return fig
 
 
@@ -136,8 +168,15 @@ def _kernel_note(ax, rows: Sequence[dict]) -> None:
     if not len(widths):
         return
     span = f"{widths.min():.2g}" if np.ptp(widths) < 0.05 * widths.min() else f"{widths.min():.2g}-{widths.max():.2g}"
-    ax.text(0.02, 0.02, f"Gaussian kernel s.d. {span} std units", transform=ax.transAxes, fontsize=7,
-            color="0.35", va="bottom")
+    ax.text(
+        0.02,
+        0.02,
+        f"Gaussian kernel s.d. {span} std units",
+        transform=ax.transAxes,
+        fontsize=7,
+        color="0.35",
+        va="bottom",
+    )
 
 
 def _seed_note(rows: Sequence[dict]) -> str:
@@ -157,8 +196,9 @@ def depth_densities_figure(spectra, grid: np.ndarray, suffix: str = "") -> Figur
         if dens is None:
             handles.append(_diverged_handle(label))
             continue
-        (line,) = ax.plot(grid, dens, lw=1.1, drawstyle="steps-mid", color=cmap(norm(depth) * 0.9),
-                          label=label + _seed_note(rows))
+        (line,) = ax.plot(
+            grid, dens, lw=1.1, drawstyle="steps-mid", color=cmap(norm(depth) * 0.9), label=label + _seed_note(rows)
+        )
         handles.append(line)
         curves.append(dens)
     _density_axes(ax, grid, curves)
@@ -166,9 +206,13 @@ def depth_densities_figure(spectra, grid: np.ndarray, suffix: str = "") -> Figur
     rows = [r for r, _ in spectra]
     _kernel_note(ax, rows)
     archs = " and ".join(sorted({"ResNet" if r["arch"] == "resnet" else "simple" for r in rows}))
-    _title(fig, f"Normalised Hessian eigenvalue density of {archs} nets of growing depth, step "
-           f"{', '.join(str(s) for s in sorted({r['step'] for r in rows}))}",
-           any(r["synthetic"] for r in rows), suffix)
+    _title(
+        fig,
+        f"Normalised Hessian eigenvalue density of {archs} nets of growing depth, step "
+        f"{', '.join(str(s) for s in sorted({r['step'] for r in rows}))}",
+        any(r["synthetic"] for r in rows),
+        suffix,
+    )
     return fig
 
 
@@ -186,8 +230,9 @@ def densities_steps_figure(spectra, grid: np.ndarray, suffix: str = "") -> Figur
             if dens is None:
                 handles.append(_diverged_handle(label))
                 continue
-            (line,) = ax.plot(grid, dens, lw=1.1, drawstyle="steps-mid", color=ARCH_COLORS[arch],
-                              label=label + _seed_note(rows))
+            (line,) = ax.plot(
+                grid, dens, lw=1.1, drawstyle="steps-mid", color=ARCH_COLORS[arch], label=label + _seed_note(rows)
+            )
             handles.append(line)
         _density_axes(ax, grid, curves)
         _kernel_note(ax, [r for r, _ in spectra if r["step"] == step])
@@ -212,16 +257,16 @@ def _errorbars(ax, rows: Sequence[dict], column: str, shift: float, color: str, 
     bounds = np.array([[r[f"{column}_lo"], r[f"{column}_hi"]] for r in rows], dtype=float).reshape(-1, 2)
     err = np.nan_to_num(np.abs(bounds.T - y))
     style = {k: v for k, v in style.items() if k != "label"}
-    ax.errorbar(np.array([r["depth"] for r in rows]) + shift, y, yerr=err, color=color, ms=4, lw=1,
-                capsize=2, **style)
+    ax.errorbar(np.array([r["depth"] for r in rows]) + shift, y, yerr=err, color=color, ms=4, lw=1, capsize=2, **style)
     return y
 
 
 def _mark_diverged(ax, depth: int, color: str) -> None:
     along_bottom = ax.get_xaxis_transform()
     ax.plot(depth, 0.03, "x", color=color, ms=6, transform=along_bottom)
-    ax.annotate("diverged", (depth, 0.06), xycoords=along_bottom, rotation=90, ha="center",
-                va="bottom", fontsize=7, color=color)
+    ax.annotate(
+        "diverged", (depth, 0.06), xycoords=along_bottom, rotation=90, ha="center", va="bottom", fontsize=7, color=color
+    )
 
 
 def _log_if_decades(ax, values: np.ndarray) -> None:
@@ -253,15 +298,18 @@ def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = ""
         ax.set_xlabel("depth (layers)")
         ax.set_ylabel(stat + (" (Gaussian = 3)" if stat == "kurtosis" else ""))
         ax.set_xticks(depths)
-    handles = [Line2D([], [], color=c, lw=2, label="ResNet" if a == "resnet" else a)
-               for a, c in ARCH_COLORS.items()]
+    handles = [Line2D([], [], color=c, lw=2, label="ResNet" if a == "resnet" else a) for a, c in ARCH_COLORS.items()]
     handles += [Line2D([], [], color="0.3", **style) for style in ESTIMATOR_STYLES.values()]
     fig.legend(handles=handles, loc="outside lower center", ncols=4)
     steps = ", ".join(str(s) for s in sorted({r["step"] for r in by_model}))
-    _title(fig, f"Skewness and kurtosis of the Hessian spectrum vs depth, step {steps}\n"
-           f"error bars: {100 * confidence:g}% interval of the mean over seeds, on the log (kurtosis) and "
-           f"asinh (skewness) scales (one seed: over probes)",
-           any(r["synthetic"] for r in by_model), suffix)
+    _title(
+        fig,
+        f"Skewness and kurtosis of the Hessian spectrum vs depth, step {steps}\n"
+        f"error bars: {100 * confidence:g}% interval of the mean over seeds, on the log (kurtosis) and "
+        f"asinh (skewness) scales (one seed: over probes)",
+        any(r["synthetic"] for r in by_model),
+        suffix,
+    )
     return fig
 
 
@@ -290,8 +338,9 @@ def blocks_figure(by_model: Sequence[dict], confidence: float, suffix: str = "")
             ok = [r for r in rows if not r["diverged"]]
             for i, block in enumerate(BLOCKS):
                 shift = (i - (len(BLOCKS) - 1) / 2) * offset
-                values.append(_errorbars(ax, ok, f"block_{block}_{stat}", shift, BLOCK_COLORS[block],
-                                         dict(marker="o", ls="-")))
+                values.append(
+                    _errorbars(ax, ok, f"block_{block}_{stat}", shift, BLOCK_COLORS[block], dict(marker="o", ls="-"))
+                )
             for r in rows:
                 if r["diverged"]:
                     _mark_diverged(ax, r["depth"], ARCH_COLORS[arch])
@@ -304,16 +353,22 @@ def blocks_figure(by_model: Sequence[dict], confidence: float, suffix: str = "")
     handles = [Line2D([], [], color=c, marker="o", label=b) for b, c in BLOCK_COLORS.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title="block of the Hessian")
     steps = ", ".join(str(s) for s in sorted({r["step"] for r in by_model}))
-    _title(fig, f"Skewness and kurtosis of each diagonal block of the Hessian vs depth, step {steps}\n"
-           + _interval_note(confidence), any(r["synthetic"] for r in by_model), suffix)
+    _title(
+        fig,
+        f"Skewness and kurtosis of each diagonal block of the Hessian vs depth, step {steps}\n"
+        + _interval_note(confidence),
+        any(r["synthetic"] for r in by_model),
+        suffix,
+    )
     return fig
 
 
 def _point(ax, x: float, row: dict, column: str, color: str, style: dict) -> float:
     y, lo, hi = (float(row[c]) for c in (column, f"{column}_lo", f"{column}_hi"))
     err = np.nan_to_num(np.abs(np.array([[lo], [hi]]) - y))
-    ax.errorbar([x], [y], yerr=err, color=color, ms=5, lw=1, capsize=3,
-                **{k: v for k, v in style.items() if k != "label"})
+    ax.errorbar(
+        [x], [y], yerr=err, color=color, ms=5, lw=1, capsize=3, **{k: v for k, v in style.items() if k != "label"}
+    )
     return y
 
 
@@ -335,8 +390,12 @@ def gauss_newton_figure(by_model: Sequence[dict], confidence: float, suffix: str
     handles = [Line2D([], [], color="0.3", **style) for style in PART_STYLES.values()]
     fig.legend(handles=handles, loc="outside lower center", ncols=2)
     steps = ", ".join(str(s) for s in sorted({r["step"] for r in rows}))
-    _title(fig, f"The Hessian H and its Gauss-Newton part G (same probes), step {steps}\n"
-           + _interval_note(confidence), any(r["synthetic"] for r in rows), suffix)
+    _title(
+        fig,
+        f"The Hessian H and its Gauss-Newton part G (same probes), step {steps}\n" + _interval_note(confidence),
+        any(r["synthetic"] for r in rows),
+        suffix,
+    )
     return fig
 
 
@@ -361,15 +420,27 @@ def curves_figure(curves: Sequence[dict], suffix: str = "") -> Figure:
             continue
         color = ARCH_COLORS[arch]
         for c in runs:
-            ax.plot(c["step"], c["loss"], lw=0.6, alpha=0.45 if len(runs) > 1 else 0.9,
-                    color=color, ls="--" if c["diverged"] else "-")
+            ax.plot(
+                c["step"],
+                c["loss"],
+                lw=0.6,
+                alpha=0.45 if len(runs) > 1 else 0.9,
+                color=color,
+                ls="--" if c["diverged"] else "-",
+            )
             if c["diverged"]:
                 finite = np.isfinite(c["loss"])
                 last = np.flatnonzero(finite)[-1] if finite.any() else None
                 if last is not None:
                     ax.plot(c["step"][last], c["loss"][last], "x", color=color, ms=7, mew=1.5)
-                    ax.annotate(f"seed {c['seed']} diverged", (c["step"][last], c["loss"][last]),
-                                xytext=(4, 4), textcoords="offset points", fontsize=7, color=color)
+                    ax.annotate(
+                        f"seed {c['seed']} diverged",
+                        (c["step"][last], c["loss"][last]),
+                        xytext=(4, 4),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color=color,
+                    )
         ok = [c for c in runs if not c["diverged"]]
         same_steps = ok and all(np.array_equal(c["step"], ok[0]["step"]) for c in ok)
         if len(ok) > 1 and same_steps:
@@ -390,8 +461,9 @@ def curves_figure(curves: Sequence[dict], suffix: str = "") -> Figure:
     ax.set_ylabel("training loss (log scale)")
     ax.legend(handles=handles, loc="best")
     depths = sorted({c["depth"] for c in curves})
-    names = " vs ".join(model_label(a, d) for a in ("resnet", "simple") for d in depths
-                        if any(c["arch"] == a for c in curves))
+    names = " vs ".join(
+        model_label(a, d) for a in ("resnet", "simple") for d in depths if any(c["arch"] == a for c in curves)
+    )
     n = ", ".join(f"n = {(d - 2) // 6}" for d in depths)
     _title(fig, f"Training loss, {names} ({n})", any(c["synthetic"] for c in curves), suffix)
     return fig
@@ -405,17 +477,21 @@ def read_spectra(lanczos, moments=None, *, density: dict, stats: dict) -> tuple[
     moments = _paths(moments) if moments is not None else [None] * len(lanczos)
     if len(moments) != len(lanczos):
         raise ValueError(f"need one moments file per Lanczos file, got {len(moments)} and {len(lanczos)}")
-    spectra = [read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
-                             spacing_factor=density.get("spacing_factor"))
-               for lz, mo in zip(lanczos, moments)]
+    spectra = [
+        read_spectrum(
+            lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats, spacing_factor=density.get("spacing_factor")
+        )
+        for lz, mo in zip(lanczos, moments)
+    ]
     return spectra, grid
 
 
 def _check_expected(runs: Sequence[dict], params: dict, keys: Sequence[str]) -> None:
     for key in keys:
         if params.get(key) is not None and any(r[key] != int(params[key]) for r in runs):
-            raise OutputError(f"figure inputs have {key} {sorted({r[key] for r in runs})}, "
-                              f"the rule asked for {params[key]}")
+            raise OutputError(
+                f"figure inputs have {key} {sorted({r[key] for r in runs})}, the rule asked for {params[key]}"
+            )
 
 
 def make_figure(name: str, inputs: dict, params: dict) -> Figure:
@@ -439,8 +515,9 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
             draw = depth_densities_figure if name == "fig2_depth_densities" else densities_steps_figure
             return draw(spectra, grid, suffix)
         if name == "fig3_moments":
-            spectra, _ = read_spectra(inputs["lanczos"], inputs["moments"],
-                                      density=params["density"], stats=params["stats"])
+            spectra, _ = read_spectra(
+                inputs["lanczos"], inputs["moments"], density=params["density"], stats=params["stats"]
+            )
             rows = [{**dict.fromkeys(METRICS, np.nan), **row} for row, _ in spectra]
             confidence = params["stats"]["confidence"]
             return moments_figure(aggregate_by_model(rows, confidence), confidence, suffix)

@@ -5,6 +5,7 @@ keeps it when a job fails). It records the settings it was made with; a store wh
 differ from the current ones is discarded, never mixed in. A store whose checksums fail (or
 that cannot be read) is set aside as ``<name>.damaged`` with a warning naming it, never reused.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,7 @@ class ProbeStore:
                 if f.attrs["settings"] != self.settings:
                     log.info("discarding %s: it was made with other settings", self.path)
                     return
-                self.rows = {
-                    int(name): {key: group[key][()] for key in group} for name, group in f["probes"].items()
-                }
+                self.rows = {int(name): {key: group[key][()] for key in group} for name, group in f["probes"].items()}
         except (OutputError, OSError, KeyError, ValueError) as err:
             aside = self.path.with_name(self.path.name + ".damaged")
             os.replace(self.path, aside)

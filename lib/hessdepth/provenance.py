@@ -7,6 +7,7 @@ run's files with the settings the table is asked for and with each other, so a t
 mixes rows made with other settings (e.g. left behind by ``--rerun-triggers mtime``) or from
 another version of a checkpoint or of the data; the error names the file and how to rebuild it.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,12 +49,15 @@ def _check_settings(made: Provenance, expected: dict) -> None:
     wrong = {k: (recorded.get(k, "missing"), v) for k, v in _plain(expected).items() if recorded.get(k) != v}
     if wrong:
         said = ", ".join(f"{k}={got!r} (the config says {want!r})" for k, (got, want) in sorted(wrong.items()))
-        raise OutputError(f"{made.path} was made with other settings: {said}; a table never mixes settings, "
-                          f"so {rebuild_hint(made.path)}")
+        raise OutputError(
+            f"{made.path} was made with other settings: {said}; a table never mixes settings, "
+            f"so {rebuild_hint(made.path)}"
+        )
 
 
-def check_run(outputs: dict[str, Provenance], checkpoint: Provenance, expected: dict[str, dict],
-              data_sha256: str | None = None) -> str:
+def check_run(
+    outputs: dict[str, Provenance], checkpoint: Provenance, expected: dict[str, dict], data_sha256: str | None = None
+) -> str:
     """Check one run's analysis ``outputs`` (role -> provenance, e.g. lanczos, moments) against
     ``expected`` settings per role (and ``train`` for the checkpoint), the checkpoint's digest and
     ``data_sha256`` (the data every row must come from; None: the checkpoint's). Returns the data
@@ -65,10 +69,14 @@ def check_run(outputs: dict[str, Provenance], checkpoint: Provenance, expected: 
         if role in expected:
             _check_settings(made, expected[role])
         if made.checkpoint_sha256 != checkpoint.digest:
-            raise OutputError(f"{made.path} was computed from another version of {checkpoint.path} (retrained "
-                              f"since?); {rebuild_hint(made.path)}")
+            raise OutputError(
+                f"{made.path} was computed from another version of {checkpoint.path} (retrained "
+                f"since?); {rebuild_hint(made.path)}"
+            )
     for made in (checkpoint, *outputs.values()):
         if made.data_sha256 != data_sha256:
-            raise OutputError(f"{made.path} was made from other data than the rest of the table (data_sha256 "
-                              f"{made.data_sha256}, not {data_sha256}); {rebuild_hint(made.path)}")
+            raise OutputError(
+                f"{made.path} was made from other data than the rest of the table (data_sha256 "
+                f"{made.data_sha256}, not {data_sha256}); {rebuild_hint(made.path)}"
+            )
     return data_sha256

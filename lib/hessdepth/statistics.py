@@ -7,6 +7,7 @@ signed log (asinh(x) ~ sign(x) log(2|x|) for |x| >> 1, ~ x near 0), so that far 
 behaves like the log scale and its intervals do not cross zero unless the seeds do. Every
 interval is a Student-t interval of the mean on that scale, mapped back.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,9 @@ class PairedComparison:
         return f"{effect}, p={self.p:.2g}, n={self.n} pairs ({need} for {POWER:.0%} power)"
 
 
-def paired_comparison(a: Sequence[float], b: Sequence[float], scale: str = "log",
-                      confidence: float = 0.95) -> PairedComparison:
+def paired_comparison(
+    a: Sequence[float], b: Sequence[float], scale: str = "log", confidence: float = 0.95
+) -> PairedComparison:
     """Paired comparison of a with b on ``scale``: the t-interval of mean(f(a) - f(b)), its
     two-sided p-value, and the pairs that would give :data:`POWER` at that mean and spread
     (normal approximation). On the log scale the mean maps back to a ratio a / b."""

@@ -13,6 +13,7 @@ std-normalised density on a grid common to all rows (averaged over each grid cel
 and kurtosis of each diagonal block of the Hessian (``block_{name}_*``) and of the Hessian and
 its Gauss-Newton part on the same probes (``hessian_*``, ``gauss_newton_*``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,16 @@ import numpy as np
 
 from .density import density as spectral_density
 from .density import node_spacing_width
-from .h5io import OutputError, atomic_h5, check_identity, rebuild_hint, open_checked, read_json_attr, string_array, write_attrs
+from .h5io import (
+    OutputError,
+    atomic_h5,
+    check_identity,
+    rebuild_hint,
+    open_checked,
+    read_json_attr,
+    string_array,
+    write_attrs,
+)
 from .models import resnet_blocks
 from .provenance import check_run, read_provenance
 from .moments import quadrature_moments, spectral_stats
@@ -48,8 +58,20 @@ def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
 
 
 COLUMNS = (
-    "dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged",
-    "bn_mode", *METRICS, *RITZ, *KERNEL, *_with_interval(STAT_COLUMNS),
+    "dataset",
+    "synthetic",
+    "model",
+    "arch",
+    "depth",
+    "seed",
+    "step",
+    "n_params",
+    "diverged",
+    "bn_mode",
+    *METRICS,
+    *RITZ,
+    *KERNEL,
+    *_with_interval(STAT_COLUMNS),
 )
 MODEL_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "step", "n_params", "bn_mode")
 
@@ -67,13 +89,26 @@ BLOCK_COLUMNS = tuple(f"block_{b}_{s}" for b in BLOCKS for s in TAIL_STATS)
 GN_COLUMNS = tuple(f"{p}_{s}" for p in GN_PARTS for s in TAIL_STATS)
 CURVATURE_STAT_COLUMNS = BLOCK_COLUMNS + GN_COLUMNS
 CURVATURE_COLUMNS = (
-    "dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged", "bn_mode",
+    "dataset",
+    "synthetic",
+    "model",
+    "arch",
+    "depth",
+    "seed",
+    "step",
+    "n_params",
+    "diverged",
+    "bn_mode",
     *_with_interval(CURVATURE_STAT_COLUMNS),
 )
 CURVATURE_BY_MODEL_COLUMNS = by_model_columns(CURVATURE_STAT_COLUMNS)
+
+
 def scale_of(column: str) -> str:
     """The scale seeds are averaged on: log for a kurtosis, asinh for a skewness, else linear."""
     return "log" if column.endswith("kurtosis") else "asinh" if column.endswith("skewness") else "linear"
+
+
 BY_MODEL_RULE = (
     "Diverged seeds are left out. With at least two seeds, kurtosis (positive, heavy-tailed, "
     "multiplicative across seeds) is the geometric mean over seeds with a Student-t interval of the "
@@ -140,14 +175,18 @@ def _stats_columns(prefix: str, per_probe: np.ndarray, stats: dict, names: Seque
     result = spectral_stats(per_probe, **stats)
     row = {}
     for s in names:
-        row[f"{prefix}_{s}"], row[f"{prefix}_{s}_lo"], row[f"{prefix}_{s}_hi"] = (
-            float(v) for v in result[s]
-        )
+        row[f"{prefix}_{s}"], row[f"{prefix}_{s}_lo"], row[f"{prefix}_{s}_hi"] = (float(v) for v in result[s])
     return row
 
 
-def cell_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma2: float,
-                 max_refine: int = 256, width: float | None = None) -> np.ndarray:
+def cell_density(
+    nodes: np.ndarray,
+    weights: np.ndarray,
+    grid: np.ndarray,
+    sigma2: float,
+    max_refine: int = 256,
+    width: float | None = None,
+) -> np.ndarray:
     """Std-normalised smoothed density averaged over each cell of the uniform ``grid``.
 
     Values at the grid points alone miss mass when the smoothing kernel is narrower than the
@@ -159,8 +198,9 @@ def cell_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma
     refine = 1
     while True:
         offsets = ((np.arange(refine) + 0.5) / refine - 0.5) * spacing
-        _, fine = spectral_density(nodes, weights, grid=(grid[:, None] + offsets).ravel(),
-                                   sigma2=sigma2, normalize=True, width=width)
+        _, fine = spectral_density(
+            nodes, weights, grid=(grid[:, None] + offsets).ravel(), sigma2=sigma2, normalize=True, width=width
+        )
         cells = fine.reshape(len(grid), refine).mean(axis=1)
         if abs(cells.sum() * spacing - 1) < 0.01 or refine >= max_refine:
             return cells
@@ -211,8 +251,7 @@ def read_spectrum(
         row["kernel_width"] = float(width / row["slq_std"])
         mass = dens.sum() * (grid[1] - grid[0])
         if abs(mass - 1) > 0.05:
-            log.warning("%s: only %.3f of the spectrum lies on the grid; widen grid_range",
-                        lanczos_path, mass)
+            log.warning("%s: only %.3f of the spectrum lies on the grid; widen grid_range", lanczos_path, mass)
     if moments_path is not None:
         with open_checked(moments_path, ("probe_values",)) as f:
             _check_same_run(row, lanczos_path, read_identity(f, moments_path), moments_path)
@@ -265,8 +304,9 @@ def summarize(
     grid = common_grid(density["grid_range"], density["grid_points"])
     rows, densities, data_sha256 = [], [], None
     for i, (lz, mo, ck) in enumerate(zip(lanczos, moments, checkpoints)):
-        spectrum, dens = read_spectrum(lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats,
-                                       spacing_factor=density.get("spacing_factor"))
+        spectrum, dens = read_spectrum(
+            lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats, spacing_factor=density.get("spacing_factor")
+        )
         metrics = read_checkpoint_metrics(ck)
         if expect is not None:
             check_identity(lz, spectrum, expect[i])
@@ -275,8 +315,7 @@ def summarize(
             data_sha256 = check_run(spectrum["provenance"], metrics["provenance"], settings, data_sha256)
         if spectrum["diverged"] and not metrics["diverged"]:
             raise OutputError(
-                f"{lz} or {mo} holds non-finite values but {ck} did not diverge; "
-                f"{rebuild_hint(f'{lz} {mo}')}"
+                f"{lz} or {mo} holds non-finite values but {ck} did not diverge; {rebuild_hint(f'{lz} {mo}')}"
             )
         row = {**spectrum, **{k: metrics[k] for k in METRICS + ("diverged",)}}
         rows.append({c: row[c] for c in COLUMNS})
@@ -303,9 +342,14 @@ def read_parts(path: os.PathLike | str, stats: dict, column: str = "{part}") -> 
     return row
 
 
-def summarize_curvature(blocks: Sequence[str] | None = None, gauss_newton: Sequence[str] | None = None, *,
-                        stats: dict, checkpoints: Sequence[str] | None = None,
-                        settings: dict | None = None) -> list[dict]:
+def summarize_curvature(
+    blocks: Sequence[str] | None = None,
+    gauss_newton: Sequence[str] | None = None,
+    *,
+    stats: dict,
+    checkpoints: Sequence[str] | None = None,
+    settings: dict | None = None,
+) -> list[dict]:
     """The curvature table (:data:`CURVATURE_COLUMNS`) from parallel lists of blocks.h5 and
     gauss_newton.h5 files, one model x seed x step each; a stage that is off (None or empty)
     leaves its columns NaN. With ``checkpoints`` (parallel) and ``settings`` (the curvature
@@ -331,9 +375,12 @@ def summarize_curvature(blocks: Sequence[str] | None = None, gauss_newton: Seque
     return rows
 
 
-def aggregate_by_model(rows: Sequence[dict], confidence: float,
-                       stat_columns: Sequence[str] = STAT_COLUMNS,
-                       plain_columns: Sequence[str] = METRICS + RITZ) -> list[dict]:
+def aggregate_by_model(
+    rows: Sequence[dict],
+    confidence: float,
+    stat_columns: Sequence[str] = STAT_COLUMNS,
+    plain_columns: Sequence[str] = METRICS + RITZ,
+) -> list[dict]:
     """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`.
 
     ``stat_columns`` are spectral statistics with probe intervals (skewness and kurtosis on their
@@ -347,7 +394,9 @@ def aggregate_by_model(rows: Sequence[dict], confidence: float,
         kept = [r for r in group if not r["diverged"]]
         agg = {k: group[0][k] for k in MODEL_IDENTITY}
         agg.update(
-            diverged=not kept, n_seeds=len(kept), n_diverged=len(group) - len(kept),
+            diverged=not kept,
+            n_seeds=len(kept),
+            n_diverged=len(group) - len(kept),
             interval="seeds" if len(kept) >= 2 else "probe" if kept else "none",
         )
         for name in (*plain_columns, *stat_columns):

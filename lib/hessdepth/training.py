@@ -21,6 +21,7 @@ Outputs (layouts in docs/ARCHITECTURE.md):
   all state needed to resume, which makes a rerun after a kill bitwise identical on the CPU
   (same thread count; on CUDA only cuDNN convolutions are made deterministic).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,9 +47,23 @@ from .h5io import atomic_h5, open_checked, read_json_attr
 from .models import build_model, count_params, model_id
 
 SNAPSHOT_FORMAT = 1
-_CHECKPOINT_ATTRS = ("arch", "depth", "width", "num_classes", "model", "step", "seed", "n_params",
-                     "train_loss", "train_acc", "test_loss", "test_acc", "diverged", "diverged_at",
-                     "config")
+_CHECKPOINT_ATTRS = (
+    "arch",
+    "depth",
+    "width",
+    "num_classes",
+    "model",
+    "step",
+    "seed",
+    "n_params",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "diverged",
+    "diverged_at",
+    "config",
+)
 CURVE_DATASETS = ("train/step", "train/loss", "train/acc", "train/lr", "test/step", "test/loss", "test/acc")
 
 
@@ -167,8 +182,12 @@ def _log(message: str) -> None:
 @contextlib.contextmanager
 def _deterministic(device: torch.device):
     """Deterministic kernels while training: all of them on the CPU, cuDNN convolutions on CUDA."""
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -180,8 +199,13 @@ def _deterministic(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000,
-             memory_format: torch.memory_format = torch.contiguous_format) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 1000,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` in eval mode on uint8 ``images``."""
     was_training = model.training
     model.eval()
@@ -200,9 +224,14 @@ def _model_attrs(model: nn.Module) -> dict:
     if not all(hasattr(model, a) for a in ("depth", "residual", "width", "fc")):
         raise TypeError("train() expects a CIFAR net from hessdepth.build_model / seeded_model")
     arch = "resnet" if model.residual else "simple"
-    return {"arch": arch, "depth": model.depth, "width": model.width,
-            "num_classes": model.fc.out_features, "model": model_id(arch, model.depth),
-            "n_params": count_params(model)}
+    return {
+        "arch": arch,
+        "depth": model.depth,
+        "width": model.width,
+        "num_classes": model.fc.out_features,
+        "model": model_id(arch, model.depth),
+        "n_params": count_params(model),
+    }
 
 
 def _checkpoint_plan(steps: Iterable[int], path: Mapping | Callable, total: int) -> dict[int, Path]:
@@ -262,8 +291,7 @@ class _Run:
         # parameters and BN statistics, restored from a copy when an update turns out non-finite
         self.state = [t for t in model.state_dict().values() if t.is_floating_point()]
         self.state_before = [t.clone() for t in self.state]
-        self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.sampler = _Sampler(len(data.train_labels), cfg.batch_size, seed)
         self.train_images = torch.from_numpy(data.train_images).to(device)
         self.train_labels = torch.from_numpy(data.train_labels).to(device)
@@ -271,9 +299,14 @@ class _Run:
         self.test_labels = torch.from_numpy(data.test_labels).to(device)
         self.attrs = {**_model_attrs(model), "seed": seed, "config": dataclasses.asdict(cfg), **(attrs or {})}
         self.identity = {  # what a snapshot must match to be resumed by this run
-            "model": self.attrs["model"], "width": self.attrs["width"], "seed": seed,
-            "config": json.dumps(self.attrs["config"]), "attrs": json.dumps(attrs or {}, sort_keys=True, default=str),
-            "data": _data_digest(data), "checkpoint steps": sorted(plan)}
+            "model": self.attrs["model"],
+            "width": self.attrs["width"],
+            "seed": seed,
+            "config": json.dumps(self.attrs["config"]),
+            "attrs": json.dumps(attrs or {}, sort_keys=True, default=str),
+            "data": _data_digest(data),
+            "checkpoint steps": sorted(plan),
+        }
         self.step, self.diverged_at = 0, None
         self.curve = {name: [] for name in CURVE_DATASETS}
         self.window = [0.0, 0.0, 0]  # summed batch losses, correct predictions, batches since the last log
@@ -324,28 +357,50 @@ class _Run:
         batch, fmt = self.cfg.eval_batch_size, self.memory_format
         train_loss, train_acc = evaluate(self.model, self.train_images, self.train_labels, batch, fmt)
         test_loss, test_acc = evaluate(self.model, self.test_images, self.test_labels, batch, fmt)
-        attrs = {**self.attrs, "step": step, "train_loss": train_loss, "train_acc": train_acc,
-                 "test_loss": test_loss, "test_acc": test_acc, "diverged": self.diverged_at is not None,
-                 "diverged_at": -1 if self.diverged_at is None else self.diverged_at}
+        attrs = {
+            **self.attrs,
+            "step": step,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "diverged": self.diverged_at is not None,
+            "diverged_at": -1 if self.diverged_at is None else self.diverged_at,
+        }
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}
         _write_checkpoint(self.plan[step], state, attrs)
         self.done[step] = {"state": state, "attrs": attrs}
         for name, value in (("test/step", step), ("test/loss", test_loss), ("test/acc", test_acc)):
             self.curve[name].append(value)
-        _log(f"checkpoint step {step}: train loss {train_loss:.4f} acc {train_acc:.4f}, "
-             f"test loss {test_loss:.4f} acc {test_acc:.4f} -> {self.plan[step]}")
+        _log(
+            f"checkpoint step {step}: train loss {train_loss:.4f} acc {train_acc:.4f}, "
+            f"test loss {test_loss:.4f} acc {test_acc:.4f} -> {self.plan[step]}"
+        )
 
     def write_curve(self) -> None:
-        attrs = {**self.attrs, "step": self.cfg.steps, "diverged": self.diverged_at is not None,
-                 "diverged_at": -1 if self.diverged_at is None else self.diverged_at}
+        attrs = {
+            **self.attrs,
+            "step": self.cfg.steps,
+            "diverged": self.diverged_at is not None,
+            "diverged_at": -1 if self.diverged_at is None else self.diverged_at,
+        }
         _write_curve(self.curve_path, self.curve, attrs)
 
     # -- snapshots ---------------------------------------------------------------------------
     def save_snapshot(self) -> None:
-        snapshot = {"format": SNAPSHOT_FORMAT, "identity": self.identity, "step": self.step,
-                    "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                    "sampler": self.sampler.state_dict(), "rng": _rng_states(), "curve": self.curve,
-                    "window": self.window, "done": self.done, "threads": torch.get_num_threads()}
+        snapshot = {
+            "format": SNAPSHOT_FORMAT,
+            "identity": self.identity,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": _rng_states(),
+            "curve": self.curve,
+            "window": self.window,
+            "done": self.done,
+            "threads": torch.get_num_threads(),
+        }
         tmp = self.snapshot_path.with_name(f".{self.snapshot_path.name}.tmp-{os.getpid()}")
         self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -375,11 +430,15 @@ class _Run:
             raise SnapshotError(f"{path}: not a hessdepth training snapshot of format {SNAPSHOT_FORMAT}; {fix}")
         if snap["identity"] != self.identity:
             differs = [k for k in self.identity if snap["identity"].get(k) != self.identity[k]]
-            raise SnapshotError(f"{path}: snapshot of a different run (its {', '.join(differs)} differ from "
-                                f"this run's); restore the original settings and data, or {fix}")
+            raise SnapshotError(
+                f"{path}: snapshot of a different run (its {', '.join(differs)} differ from "
+                f"this run's); restore the original settings and data, or {fix}"
+            )
         if snap["threads"] != torch.get_num_threads():
-            _log(f"warning: snapshot made with {snap['threads']} threads, resuming with {torch.get_num_threads()}: "
-                 "the result may differ from an uninterrupted run in the last bits")
+            _log(
+                f"warning: snapshot made with {snap['threads']} threads, resuming with {torch.get_num_threads()}: "
+                "the result may differ from an uninterrupted run in the last bits"
+            )
         self.model.load_state_dict(snap["model"])
         self.opt.load_state_dict(snap["optimizer"])
         self.sampler.load_state_dict(snap["sampler"])
@@ -428,8 +487,14 @@ def train(
         resumed_from = run.resume()
         if 0 in plan and 0 not in run.done:
             run.write_checkpoint(0)
-        bar = tqdm(total=cfg.steps, initial=run.step, unit="step", file=sys.stderr,
-                   disable=None if progress else True, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=run.step,
+            unit="step",
+            file=sys.stderr,
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        )
         tic = time.perf_counter()
         while run.step < cfg.steps:
             if not run.train_step():
@@ -442,10 +507,13 @@ def train(
                         f"training diverged at step {run.step} (lr {lr:g}): NaN/Inf loss, parameters or "
                         f"BN statistics{kept}. "
                         "Lower the learning rate or add warm-up steps, or set on_divergence: record "
-                        "to mark the model diverged and go on")
+                        "to mark the model diverged and go on"
+                    )
                 run.diverged_at = run.step
-                _log(f"diverged at step {run.step} (lr {lr:g}): NaN/Inf loss, parameters or BN statistics; "
-                     "writing the remaining checkpoints with the last finite parameters, marked diverged")
+                _log(
+                    f"diverged at step {run.step} (lr {lr:g}): NaN/Inf loss, parameters or BN statistics; "
+                    "writing the remaining checkpoints with the last finite parameters, marked diverged"
+                )
                 break
             bar.update()
             if run.step % cfg.log_every == 0:
@@ -464,8 +532,7 @@ def train(
         run.write_curve()
     if run.snapshot_path:
         run.snapshot_path.unlink(missing_ok=True)
-    return TrainResult(run.step, run.diverged_at is not None, run.diverged_at, resumed_from,
-                       dict(plan), run.curve_path)
+    return TrainResult(run.step, run.diverged_at is not None, run.diverged_at, resumed_from, dict(plan), run.curve_path)
 
 
 def _plain(value):
