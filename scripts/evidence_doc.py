@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lib"))
 import hessdepth as hd  # noqa: E402
 from hessdepth.findings import publishable_config, render_results  # noqa: E402
+from hessdepth.h5io import open_checked  # noqa: E402
 from hessdepth.summary import read_csv  # noqa: E402
 
 TABLES = ("summary.csv", "summary_by_model.csv")
@@ -108,7 +109,9 @@ def main() -> None:
     copy_run(halves[1], args.out / "half1")
     data = halves[0] / "results/cifar_cpu/data.h5"
     config = merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(args.preset.read_text()))
-    config = merged(config, {"data": {"archive": hd.describe_dataset(data).split(",")[0], "half": 0}})
+    with open_checked(data, attrs=("source", "md5")) as f:  # the archive as `make evidence` passed it
+        archive = {"archive": str(f.attrs["source"]), "md5": str(f.attrs["md5"]), "half": 0}
+    config = merged(config, {"data": archive})
     wall = "; ".join(wall_note(run, f"half {i}") for i, run in enumerate(halves))
     curvature = [args.out / name for name in CURVATURE_TABLES if (args.out / name).exists()]
     if curvature and not (halves[1] / "results/cifar_cpu" / CURVATURE_TABLES[0]).exists():
