@@ -1,5 +1,6 @@
 """docs/ARCHITECTURE.md matches the code: every library module is described, and every module
 and file it names exists."""
+
 import re
 from pathlib import Path
 

@@ -89,4 +89,4 @@ def test_evidence_document_reports_both_halves_and_no_paths(tmp_path):
     assert str(tmp_path) not in text
     assert "## Where the outliers live" in text and "`summary_curvature.csv`" in text  # from half 0's own tables
     assert "half 1 ran without the curvature stages" in text
-    assert "\"md5\": \"" + "0" * 32 + "\"" in text  # the archive the runs read, not config.yaml's
+    assert '"md5": "' + "0" * 32 + '"' in text  # the archive the runs read, not config.yaml's
