@@ -29,7 +29,7 @@ import torch
 
 import hessdepth as hd
 
-# Like every workflow job (hd.setup_job): glibc keeps freed memory for reuse. bench/cpu_allocator.py
+# Like every workflow job (hessdepth.workflow.setup_job): glibc keeps freed memory for reuse. bench/cpu_allocator.py
 # measures the effect; HESSDEPTH_DEFAULT_MALLOC=1 leaves glibc's defaults.
 ALLOCATOR = (
     "default"

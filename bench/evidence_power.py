@@ -35,7 +35,7 @@ import yaml
 from scipy import stats as sps
 
 import hessdepth as hd
-from hessdepth.analysis import checkpoint_operator
+from hessdepth.workflow import checkpoint_operator
 from hessdepth.moments import _stats
 from hessdepth.statistics import SCALES
 from hessdepth.summary import scale_of

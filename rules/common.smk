@@ -1,5 +1,4 @@
 # Config validation, path helpers and input functions shared by every rule file.
-import os
 import sys
 from pathlib import Path
 
@@ -7,20 +6,21 @@ import yaml
 
 sys.path.insert(0, f"{workflow.basedir}/lib")  # the library, also when not pip-installed
 import hessdepth as hd
+from hessdepth import workflow as wf
 
 SCHEMA = yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))
-config.update(hd.coerce_cli_strings(config, SCHEMA))  # --config key="{...}" arrives as strings
-hd.check_config(config, SCHEMA)
+config.update(wf.coerce_cli_strings(config, SCHEMA))  # --config key="{...}" arrives as strings
+wf.check_config(config, SCHEMA)
 
 DATASET = config["dataset"]
 # Each run (preset) writes under its own name, so presets never overwrite each other's outputs.
-RUN = hd.run_name(config["run"], workflow.overwrite_configfiles)
+RUN = wf.run_name(config["run"], workflow.overwrite_configfiles)
 RESULTS = f"results/{RUN}"
 FIGURES_DIR = f"figures/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"
 # What a job's error message tells the user to run to rebuild a damaged or stale file.
-os.environ[hd.REBUILD_COMMAND_VARIABLE] = hd.rebuild_options(workflow.overwrite_configfiles)
+wf.set_rebuild_command(workflow.overwrite_configfiles)
 SEEDS = config["models"]["seeds"]
 STEPS = sorted(config["train"]["checkpoints"])
 MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["models"]["depths"]]
@@ -122,7 +122,7 @@ def depth_of(wildcards):
 
 
 def hessian_samples(section):
-    return config[section]["samples"] or int(hd.training_class_counts(config).sum())
+    return config[section]["samples"] or int(wf.training_class_counts(config).sum())
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
-import hessdepth as hd
+from hessdepth import workflow as wf
 from hessdepth.summary import (
     CURVATURE_BY_MODEL_COLUMNS,
     CURVATURE_COLUMNS,
@@ -12,7 +12,7 @@ from hessdepth.summary import (
     write_csv,
 )
 
-hd.setup_job(snakemake.log[0])
+wf.setup_job(snakemake.log[0])
 stats = snakemake.params.stats
 rows = summarize_curvature(
     snakemake.input.blocks,

@@ -5,8 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
+from hessdepth import workflow as wf
 
-log = hd.setup_job(snakemake.log[0])
+log = wf.setup_job(snakemake.log[0])
 out = Path(snakemake.output[0])
 path = hd.download_cifar10(out.parent, url=snakemake.params.url, md5=snakemake.params.md5)
 if path != out:  # the url names the file differently: keep the workflow's name

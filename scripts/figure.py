@@ -3,9 +3,9 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
-import hessdepth as hd
+from hessdepth import workflow as wf
 from hessdepth.plots import make_figure, save_figure
 
-hd.setup_job(snakemake.log[0])
+wf.setup_job(snakemake.log[0])
 fig = make_figure(snakemake.params.figure, dict(snakemake.input.items()), dict(snakemake.params.items()))
 save_figure(fig, snakemake.output.pdf, snakemake.output.png)

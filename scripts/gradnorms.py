@@ -1,15 +1,15 @@
-"""Rule gradnorms: see hessdepth.analysis.run_gradnorms."""
+"""Rule gradnorms: see hessdepth.workflow.analysis.run_gradnorms."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
-import hessdepth as hd
+from hessdepth import workflow as wf
 
-hd.setup_job(snakemake.log[0], snakemake.threads)
-hd.run_gradnorms(
+wf.setup_job(snakemake.log[0], snakemake.threads)
+wf.run_gradnorms(
     snakemake.input.checkpoint,
     snakemake.input.data,
     snakemake.output[0],
     snakemake.params.settings,
-    expect=hd.run_identity(snakemake.wildcards),
+    expect=wf.run_identity(snakemake.wildcards),
 )

@@ -1,16 +1,16 @@
-"""Rule lanczos: see hessdepth.analysis.run_lanczos."""
+"""Rule lanczos: see hessdepth.workflow.analysis.run_lanczos."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
-import hessdepth as hd
+from hessdepth import workflow as wf
 
-hd.setup_job(snakemake.log[0], snakemake.threads)
-hd.run_lanczos(
+wf.setup_job(snakemake.log[0], snakemake.threads)
+wf.run_lanczos(
     snakemake.input.checkpoint,
     snakemake.input.data,
     snakemake.output[0],
     snakemake.params.settings,
     graph_cache_gb=snakemake.config["hessian"]["graph_cache_gb"],
-    expect=hd.run_identity(snakemake.wildcards),
+    expect=wf.run_identity(snakemake.wildcards),
 )

@@ -5,8 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
+from hessdepth import workflow as wf
 
-log = hd.setup_job(snakemake.log[0])
+log = wf.setup_job(snakemake.log[0])
 params = snakemake.params
 if params.dataset == "synthetic":
     s = params.synthetic

@@ -6,10 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
+from hessdepth import workflow as wf
 from hessdepth.findings import publishable_config, render_results
 from hessdepth.summary import read_csv
 
-hd.setup_job(snakemake.log[0])
+wf.setup_job(snakemake.log[0])
 out = Path(snakemake.output.md)
 tables = [snakemake.input.csv, snakemake.input.by_model, *snakemake.input.curvature]
 curvature = [read_csv(p) for p in snakemake.input.curvature]  # per run, per model; none when the stages are off
@@ -19,7 +20,7 @@ text = render_results(
     figures=[os.path.relpath(p, out.parent) for p in snakemake.input.figures],
     config=publishable_config(snakemake.params.config),
     machine=snakemake.params.machine,
-    wall_time=hd.run_time_note(snakemake.input.data, snakemake.params.benchmarks),
+    wall_time=wf.run_time_note(snakemake.input.data, snakemake.params.benchmarks),
     sources=[os.path.relpath(p, out.parent) for p in tables],
     data_source=hd.describe_dataset(snakemake.input.data),
     curvature=tuple(curvature) or None,

@@ -3,10 +3,10 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
-import hessdepth as hd
+from hessdepth import workflow as wf
 from hessdepth.summary import aggregate_by_model, summarize, write_summary
 
-hd.setup_job(snakemake.log[0])
+wf.setup_job(snakemake.log[0])
 params = snakemake.params
 summary = summarize(
     snakemake.input.lanczos,

@@ -4,8 +4,9 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
+from hessdepth import workflow as wf
 
-log = hd.setup_job(snakemake.log[0], snakemake.threads)
+log = wf.setup_job(snakemake.log[0], snakemake.threads)
 arch, depth = hd.parse_model_id(snakemake.wildcards.model)
 seed = int(snakemake.wildcards.seed)
 settings = dict(snakemake.params.train)

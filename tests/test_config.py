@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-import hessdepth as hd
+from hessdepth import workflow as wf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
@@ -33,17 +33,17 @@ def merged(*overrides):
 @pytest.mark.parametrize("preset", [None, "demo", "test", "cifar_cpu"])
 def test_shipped_configs_are_valid(preset):
     if preset is None:
-        hd.check_config(merged(), SCHEMA)
+        wf.check_config(merged(), SCHEMA)
         return
     path = ROOT / f"config/{preset}.yaml"
     if not path.exists():
         pytest.skip(f"{path.name} not present")
-    hd.check_config(merged(yaml.safe_load(path.read_text())), SCHEMA)
+    wf.check_config(merged(yaml.safe_load(path.read_text())), SCHEMA)
 
 
 def problems(config):
-    with pytest.raises(hd.ConfigError) as err:
-        hd.check_config(config, SCHEMA)
+    with pytest.raises(wf.ConfigError) as err:
+        wf.check_config(config, SCHEMA)
     return str(err.value)
 
 
@@ -105,9 +105,9 @@ def test_curvature_steps_are_checkpoints_and_hold_the_figures_step():
     message = problems(merged({"curvature": {**on, "steps": [80000, 5]}}))
     assert "curvature.steps: step 5 is not a checkpoint" in message
     assert "figures 7 and 8 are drawn at figures.moments.step = 10000, which is not among [5, 80000]" in message
-    hd.check_config(merged({"curvature": {**on, "steps": [10000]}}), SCHEMA)
-    hd.check_config(merged({"curvature": {"steps": [80000]}}), SCHEMA)  # stages off: no figure to draw
-    hd.check_config(merged({"curvature": {"steps": [5]}}), SCHEMA)  # stages off: their steps are not used
+    wf.check_config(merged({"curvature": {**on, "steps": [10000]}}), SCHEMA)
+    wf.check_config(merged({"curvature": {"steps": [80000]}}), SCHEMA)  # stages off: no figure to draw
+    wf.check_config(merged({"curvature": {"steps": [5]}}), SCHEMA)  # stages off: their steps are not used
     assert "curvature.probes: 1 is less than the minimum of 2" in problems(merged({"curvature": {"probes": 1}}))
 
 
@@ -117,11 +117,11 @@ def test_strings_from_snakemake_cli_are_parsed_where_the_schema_wants_no_string(
         "data": {"md5": "null", "archive": "/data/x.tar.gz"},
         "hessian": {"bn_mode": "running"},
     }
-    coerced = hd.coerce_cli_strings(cli, SCHEMA)
+    coerced = wf.coerce_cli_strings(cli, SCHEMA)
     assert coerced["train"] == {"steps": 100000, "augment": False, "lr": 0.05, "lr_milestones": [0.5]}
     assert coerced["data"] == {"md5": None, "archive": "/data/x.tar.gz"}
     assert coerced["hessian"] == {"bn_mode": "running"}
-    hd.check_config(merged(coerced), SCHEMA)
+    wf.check_config(merged(coerced), SCHEMA)
 
 
 def test_integer_keys_refuse_floats():
@@ -136,7 +136,7 @@ def test_integer_keys_refuse_floats():
     assert "train.steps must be an integer, got 20.0; write 20" in message
     assert "lanczos.iterations must be an integer, got 8.0; write 8" in message
     assert "hessian.samples must be an integer or null, got 60.0; write 60" in message
-    cli = hd.coerce_cli_strings({"moments": {"probes": "8.0"}}, SCHEMA)  # --config moments="{probes: 8.0}"
+    cli = wf.coerce_cli_strings({"moments": {"probes": "8.0"}}, SCHEMA)  # --config moments="{probes: 8.0}"
     assert "moments.probes must be an integer, got 8.0" in problems(merged(cli))
 
 
@@ -187,8 +187,8 @@ def test_sizes_the_training_set_cannot_fill(override, expected):
 
 
 def test_sizes_up_to_the_training_set_are_valid():
-    hd.check_config(merged({"data": {"half": 1}, "hessian": {"samples": 25000, "batch_size": 25000}}), SCHEMA)
-    hd.check_config(
+    wf.check_config(merged({"data": {"half": 1}, "hessian": {"samples": 25000, "batch_size": 25000}}), SCHEMA)
+    wf.check_config(
         merged(
             SYNTHETIC,
             {
@@ -205,20 +205,20 @@ def test_cuda_device_must_exist(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for device in ("cuda", "cuda:0"):
         assert f"device: '{device}' asked for, but CUDA is not available" in problems(merged({"device": device}))
-    hd.check_config(merged({"device": "auto"}), SCHEMA)
+    wf.check_config(merged({"device": "auto"}), SCHEMA)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    hd.check_config(merged({"device": "cuda:1"}), SCHEMA)
+    wf.check_config(merged({"device": "cuda:1"}), SCHEMA)
     assert "this machine has 2 CUDA device(s), cuda:0 to cuda:1" in problems(merged({"device": "cuda:2"}))
 
 
 def test_scientific_notation_from_the_cli_is_a_number():
     # Snakemake reads --config density="{sigma2: 1e-5, ...}" with YAML's base loader: every value a string
     cli = {"density": {"sigma2": "1e-5", "spacing_factor": "2.5E-1", "grid_range": ["-2e+1", "6e1"]}}
-    coerced = hd.coerce_cli_strings(cli, SCHEMA)
+    coerced = wf.coerce_cli_strings(cli, SCHEMA)
     assert coerced["density"] == {"sigma2": 1e-5, "spacing_factor": 0.25, "grid_range": [-20.0, 60.0]}
-    hd.check_config(merged(coerced), SCHEMA)
+    wf.check_config(merged(coerced), SCHEMA)
 
 
 def test_md5_in_upper_case_is_valid():
-    hd.check_config(merged({"data": {"md5": BASE["data"]["md5"].upper()}}), SCHEMA)
+    wf.check_config(merged({"data": {"md5": BASE["data"]["md5"].upper()}}), SCHEMA)

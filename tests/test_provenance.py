@@ -39,7 +39,7 @@ def test_a_row_made_with_other_settings_is_refused(tmp_path):
     with pytest.raises(
         OutputError,
         match=r"b/lanczos\.h5 was made with other settings: iterations=12 "
-        r"\(the config says 30\).*rebuild it with",
+        r"\(the config says 30\).*rebuild it",
     ):
         summarize(**two_runs(tmp_path, settings=other), density=DENSITY, stats=STATS, settings=SETTINGS)
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import hessdepth as hd
-from hessdepth.h5io import OutputError, atomic_h5, open_checked
+from hessdepth import workflow as wf
+from hessdepth.h5io import REBUILD_VARIABLE, OutputError, atomic_h5, open_checked
 
 from conftest import planned_jobs, snakemake
 
@@ -26,10 +27,10 @@ SETTINGS = {
     "gauss_newton": dict(probes=4, seed=1),
 }
 RUNNERS = {
-    "lanczos": hd.run_lanczos,
-    "moments": hd.run_moments,
-    "blocks": hd.run_block_moments,
-    "gauss_newton": hd.run_gauss_newton,
+    "lanczos": wf.run_lanczos,
+    "moments": wf.run_moments,
+    "blocks": wf.run_block_moments,
+    "gauss_newton": wf.run_gauss_newton,
 }
 DATASETS = {  # what a resumed job must reproduce bitwise
     "lanczos": ["alpha", "beta", "nodes", "weights", "steps"],
@@ -184,7 +185,7 @@ def test_killed_writer_leaves_no_file_that_looks_complete(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    with pytest.raises(OutputError, match="file not found; rebuild it with: rm -f .* && snakemake"):
+    with pytest.raises(OutputError, match="file not found; rebuild it: remove .*out.h5 and rerun what made it"):
         open_checked(out)
     killed = list(tmp_path.glob(".out.h5.tmp-*"))
     assert len(killed) == 1  # hidden, never under the final name
@@ -204,15 +205,16 @@ def test_killed_writer_leaves_no_file_that_looks_complete(tmp_path):
         assert f["x"][...].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_readers_name_the_file_what_is_missing_and_the_fix(tmp_path):
+def test_readers_name_the_file_what_is_missing_and_the_fix(tmp_path, monkeypatch):
     path = tmp_path / "lanczos.h5"
     with atomic_h5(path, {"model": "resnet8"}) as f:
         f["alpha"] = np.zeros((2, 3))
+    monkeypatch.setenv(REBUILD_VARIABLE, wf.rebuild_command([]))  # as the workflow sets it
     with pytest.raises(OutputError) as err:
         open_checked(path, datasets=["alpha", "nodes"], attrs=["model", "bn_mode"])
     message = str(err.value)
     assert str(path) in message and "dataset 'nodes'" in message and "attribute 'bn_mode'" in message
-    assert f"rm -f {path} && snakemake {path} --cores all" in message
+    assert f"rebuild it with: rm -f {path} && snakemake {path} --cores all" in message
 
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(path.read_bytes()[:200])

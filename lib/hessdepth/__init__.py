@@ -3,9 +3,7 @@
 __version__ = "0.1.0"
 
 from .models import build_model, count_params, model_id, parse_model_id, resnet_blocks
-from .config import ConfigError, check_config, coerce_cli_strings, training_class_counts
-from .h5io import REBUILD_COMMAND_VARIABLE, OutputError
-from .jobs import machine_description, rebuild_options, run_identity, run_name, run_time_note, setup_job
+from .h5io import OutputError
 from .probestore import ProbeStore
 from .data import (
     CifarData,
@@ -24,7 +22,7 @@ from .data import (
     training_half,
     write_dataset_h5,
 )
-from .device import choose_device, keep_freed_cpu_memory
+from .device import choose_device, keep_freed_cpu_memory, machine_description
 from .training import TrainConfig, TrainingDiverged, load_checkpoint, read_curve, seeded_model, train
 from .device import no_tf32
 from .operator import BN_MODES, COMPOSITIONS, HessianOperator, MatrixOperator, OperatorError
@@ -38,4 +36,3 @@ from .curvature import (
 from .lanczos import SLQResult, gauss_quadrature, lanczos, lockstep_block, probe_vector, slq
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats
 from .density import density, node_spacing_width
-from .analysis import run_block_moments, run_gauss_newton, run_gradnorms, run_lanczos, run_moments

@@ -32,13 +32,16 @@ class OutputError(RuntimeError):
     """An input file is missing, incomplete or not what the reader expects."""
 
 
-REBUILD_COMMAND_VARIABLE = "HESSDEPTH_REBUILD"  # the workflow sets it to its snakemake options
+REBUILD_VARIABLE = "HESSDEPTH_REBUILD"  # a command with {path}, set by whatever runs the library (the workflow)
 
 
 def rebuild_hint(path: os.PathLike | str) -> str:
-    """The command that rebuilds ``path``: targets first, since ``--configfile`` takes several values."""
-    options = os.environ.get(REBUILD_COMMAND_VARIABLE, "--cores all")
-    return f"rebuild it with: rm -f {path} && snakemake {path} {options}"
+    """How to rebuild ``path``: the command in the environment variable ``HESSDEPTH_REBUILD``
+    (``{path}`` replaced), else to remove it and rerun what made it."""
+    template = os.environ.get(REBUILD_VARIABLE)
+    if template:
+        return f"rebuild it with: {template.format(path=path)}"
+    return f"rebuild it: remove {path} and rerun what made it"
 
 
 def _attr_value(value):

@@ -1,9 +1,10 @@
 """Per-probe results saved as they finish, so a killed Lanczos or Hutchinson job resumes.
 
-The store is a small HDF5 file beside the job's output (not a declared output, so Snakemake
-keeps it when a job fails). It records the settings it was made with; a store whose settings
-differ from the current ones is discarded, never mixed in. A store whose checksums fail (or
-that cannot be read) is set aside as ``<name>.damaged`` with a warning naming it, never reused.
+The store is a small HDF5 file beside the job's output (a workflow that deletes failed outputs
+should not declare it, so that it survives a failed job). It records the settings it was made
+with; a store whose settings differ from the current ones is discarded, never mixed in. A
+store whose checksums fail (or that cannot be read) is set aside as ``<name>.damaged`` with a
+warning naming it, never reused.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .device import keep_freed_cpu_memory
+from ..device import keep_freed_cpu_memory
+from ..h5io import REBUILD_VARIABLE
 
 DEFAULT_RUN = "paper"  # the name of a run of config.yaml alone
 
@@ -24,9 +25,16 @@ def run_name(configured: str | None, configfiles) -> str:
     return Path(configfiles[-1]).stem if configfiles else DEFAULT_RUN
 
 
-def rebuild_options(configfiles) -> str:
-    """The snakemake options that rebuild this run's files: the same ``--configfile`` options."""
-    return "--cores all" + "".join(f" --configfile {_shown_path(f)}" for f in configfiles or ())
+def rebuild_command(configfiles) -> str:
+    """The command that rebuilds a file ``{path}`` of this run (for :data:`hessdepth.h5io.REBUILD_VARIABLE`):
+    the target first, since ``--configfile`` takes several values, then the run's own config files."""
+    options = "".join(f" --configfile {_shown_path(f)}" for f in configfiles or ())
+    return "rm -f {path} && snakemake {path} --cores all" + options
+
+
+def set_rebuild_command(configfiles) -> None:
+    """Make every rebuild hint of this process and its jobs name :func:`rebuild_command`."""
+    os.environ[REBUILD_VARIABLE] = rebuild_command(configfiles)
 
 
 def _shown_path(path) -> str:
@@ -73,19 +81,6 @@ def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) ->
         allocator,
     )
     return logger
-
-
-def machine_description() -> str:
-    """One line naming the machine: CPU model and cores, GPU if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
 def run_time_note(first_output: str | os.PathLike, benchmark_dir: str | os.PathLike) -> str:

@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .curvature import GaussNewtonOperator, block
-from .data import balanced_subset, dataset_attrs, fixed_batches, load_dataset_h5
-from .device import choose_device
-from .gradnorms import per_variable_norms
-from .h5io import DIGEST, atomic_h5, check_identity, string_array, write_attrs
-from .lanczos import slq
-from .models import resnet_blocks
-from .moments import hutchinson_moments
-from .operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
-from .probestore import ProbeStore
-from .training import load_checkpoint
+from ..curvature import GaussNewtonOperator, block
+from ..data import balanced_subset, dataset_attrs, fixed_batches, load_dataset_h5
+from ..device import choose_device
+from ..gradnorms import per_variable_norms
+from ..h5io import DIGEST, atomic_h5, check_identity, string_array, write_attrs
+from ..lanczos import slq
+from ..models import resnet_blocks
+from ..moments import hutchinson_moments
+from ..operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
+from ..probestore import ProbeStore
+from ..training import load_checkpoint
 
 log = logging.getLogger("hessdepth")
 

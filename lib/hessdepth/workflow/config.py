@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import yaml
 
-from .data import CIFAR10_TRAIN_IMAGES
-from .models import check_depth
+from ..data import CIFAR10_TRAIN_IMAGES
+from ..models import check_depth
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,38 @@
+"""The workflow's glue around the hessdepth library: config validation, job set-up, run names and
+rebuild hints, and the per-checkpoint runners that read and write the files between rules.
+
+The Snakefile's rules and ``scripts/*.py`` use this subpackage; the library (``hessdepth``)
+never imports it, so a notebook needs none of it (tests/test_architecture.py checks the direction).
+"""
+
+from .analysis import (
+    checkpoint_operator,
+    operator_settings,
+    run_block_moments,
+    run_gauss_newton,
+    run_gradnorms,
+    run_lanczos,
+    run_moments,
+)
+from .config import ConfigError, check_config, coerce_cli_strings, training_class_counts
+from .jobs import rebuild_command, run_identity, run_name, run_time_note, set_rebuild_command, setup_job
+
+__all__ = [
+    "ConfigError",
+    "check_config",
+    "checkpoint_operator",
+    "coerce_cli_strings",
+    "operator_settings",
+    "rebuild_command",
+    "run_block_moments",
+    "run_gauss_newton",
+    "run_gradnorms",
+    "run_identity",
+    "run_lanczos",
+    "run_moments",
+    "run_name",
+    "run_time_note",
+    "set_rebuild_command",
+    "setup_job",
+    "training_class_counts",
+]
