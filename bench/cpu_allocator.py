@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 
 SETTINGS = {"default": {"HESSDEPTH_DEFAULT_MALLOC": "1"}, "kept": {}}
 

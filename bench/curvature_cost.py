@@ -16,7 +16,7 @@ import common
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 
 
 def measure(depth: int, n_images: int, batch_size: int, repeats: int, device="cpu") -> dict:

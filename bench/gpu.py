@@ -27,7 +27,7 @@ import yaml
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 
 ROOT = Path(__file__).resolve().parent.parent
 

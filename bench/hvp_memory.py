@@ -24,7 +24,7 @@ import torch, hessdepth as hd
 sys.path.insert(0, {bench!r})
 import common
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 depth, n, comp, k = {depth}, {n}, {comp!r}, {k}
 _, images, labels, _ = common.cifar_images(n)
 model = hd.seeded_model("resnet", depth, seed=0)

@@ -15,7 +15,7 @@ import common
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 
 GOAL = 2.5
 

@@ -20,7 +20,7 @@ import torch
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 
 GOAL = 0.05
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 
 GOAL = 1.5
 PYHESSIAN_DIR = common.BENCH / ".pyhessian"

@@ -19,7 +19,7 @@ import torch
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.lanczos import probe_vector
+from hessdepth.probes import probe_vector
 from hessdepth.operator import _gradient_graph, _second_backward
 
 GOAL_GRADIENTS, GOAL_SPEEDUP, GOAL_FLOOR = 2.5, 1.4, 1.10

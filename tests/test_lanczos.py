@@ -6,7 +6,7 @@ import torch
 
 import hessdepth as hd
 import tiny_models as tm
-from hessdepth.lanczos import LOCKSTEP_MEMORY_GB
+from hessdepth.probes import LOCKSTEP_MEMORY_GB
 
 
 def rotated(eigenvalues, seed=0, dtype=torch.float64):

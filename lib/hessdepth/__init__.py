@@ -33,6 +33,7 @@ from .curvature import (
     block,
     parameter_indices,
 )
-from .lanczos import SLQResult, gauss_quadrature, lanczos, lockstep_block, probe_vector, slq
+from .probes import lockstep_block, probe_vector
+from .lanczos import SLQResult, gauss_quadrature, lanczos, slq
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats
 from .density import density, node_spacing_width

@@ -15,7 +15,7 @@ import torch
 from scipy import stats as sps
 from tqdm import tqdm
 
-from .lanczos import DEFAULT_BLOCK, lockstep_block, probe_vector
+from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
 from .operator import multiply_rows
 
 STATS = ("mean", "std", "skewness", "kurtosis")

@@ -9,6 +9,7 @@ matrix (tests, synthetic spectra). Lanczos and the moment estimators accept any 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -110,15 +111,12 @@ class MatrixOperator(LinearOperator):
         return self.matmat(v[None])[0]
 
 
-def multiply_rows(op, V: torch.Tensor) -> torch.Tensor:
-    """H times each row of ``V`` (k, n), computed in the operator's dtype, returned in float64.
-
-    Uses ``op.matmat`` for k > 1 when the operator has one, else one ``matvec`` per row.
-    """
+def multiply_rows(op: LinearOperator, V: torch.Tensor) -> torch.Tensor:
+    """H times each row of ``V`` (k, n), computed in the operator's dtype, returned in float64:
+    one ``op.matmat`` for k > 1, one ``op.matvec`` for a single row. ``op`` is any
+    :class:`LinearOperator` (whose ``matmat`` defaults to a ``matvec`` per row)."""
     X = V.to(op.dtype)
-    if len(X) > 1 and hasattr(op, "matmat"):
-        return op.matmat(X).double()
-    return torch.stack([op.matvec(x) for x in X]).double()
+    return (op.matmat(X) if len(X) > 1 else op.matvec(X[0])[None]).double()
 
 
 # Hessian-vector product compositions: (per-batch loss of a parameter tuple, parameters,
@@ -196,6 +194,20 @@ def _saved_bytes(build: Callable) -> int:
     return sum(storages.values())
 
 
+class _GraphCache:
+    """Every batch's first-order graph, kept while the model's parameters are unchanged."""
+
+    def __init__(self):
+        self._key, self._graphs = None, None
+
+    def get(self, model: nn.Module, build: Callable[[], list]) -> list:
+        key = [(p.data_ptr(), p._version) for p in model.parameters()]
+        if key != self._key:
+            self._graphs = None  # free the old graphs before building new ones
+            self._graphs, self._key = build(), key
+        return self._graphs
+
+
 class HessianOperator(LinearOperator):
     """Hessian of the mean cross-entropy over all samples of ``batches`` at the current parameters.
 
@@ -232,7 +244,7 @@ class HessianOperator(LinearOperator):
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
         if composition != "auto" and composition not in COMPOSITIONS:
             raise ValueError(f"composition must be 'auto' or one of {tuple(COMPOSITIONS)}, got {composition!r}")
-        self.model, self.bn_mode, self.composition = model, bn_mode, composition
+        self.model, self.bn_mode = model, bn_mode
         named = list(model.named_parameters())
         if not named:
             raise ValueError("the model has no parameters")
@@ -248,13 +260,13 @@ class HessianOperator(LinearOperator):
         if not self.batches:
             raise ValueError("batches is empty")
         self.num_samples = sum(len(y) for _, y in self.batches)
-        self._graph_cache, self._graph_key = None, None  # for "double_backward_cached"
+        self._graph_cache = _GraphCache()  # used by "double_backward_cached"
         self.graph_bytes = None
         if composition == "auto":
-            self.composition = "double_backward"  # measured with the graph it would cache
             self.graph_bytes = self._estimate_graph_bytes()
             fits = self.graph_bytes <= graph_cache_gb * 2**30
-            self.composition = "double_backward_cached" if fits else "double_backward"
+            composition = "double_backward_cached" if fits else "double_backward"
+        self.composition = composition  # fixed from here on
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if len(x) != len(y) or len(y) == 0:
@@ -265,18 +277,19 @@ class HessianOperator(LinearOperator):
     def _estimate_graph_bytes(self) -> int:
         """Memory all batches' first-order graphs would keep, from the first batch's saved tensors."""
         x, y = self.batches[0]
-        with self._mode():
+        with self._mode(fast_bn=True):  # the graph double_backward would keep
             first = _saved_bytes(lambda: _gradient_graph(self._batch_loss(x, y), self._params()))
         return first * self.num_samples // len(y)
 
     @contextlib.contextmanager
-    def _mode(self) -> Iterator[None]:
+    def _mode(self, fast_bn: bool | None = None) -> Iterator[None]:
         """BatchNorm in the chosen mode, running statistics untouched, TF32 off; restored on exit.
 
-        With a double_backward composition, BatchNorm's second derivative is the hand-derived
-        one of :mod:`hessdepth.batchnorm`.
+        With ``fast_bn`` (default: a double_backward composition), BatchNorm's second derivative
+        is the hand-derived one of :mod:`hessdepth.batchnorm`.
         """
-        fast_bn = self.composition.startswith("double_backward")
+        if fast_bn is None:
+            fast_bn = self.composition.startswith("double_backward")
         saved = [(m, m.training, m.track_running_stats) for m in self._bns]
         try:
             for m in self._bns:
@@ -330,34 +343,27 @@ class HessianOperator(LinearOperator):
 
     def _graphs(self) -> list:
         """Every batch's first-order graph, kept while the parameters are unchanged."""
-        key = [(p.data_ptr(), p._version) for p in self.model.parameters()]
-        if key != self._graph_key:
-            self._graph_cache = None  # free the old graphs before building new ones
-            params = self._params()
-            self._graph_cache = [_gradient_graph(self._batch_loss(x, y), params) for x, y in self.batches]
-            self._graph_key = key
-        return self._graph_cache
+        params = self._params()
+        return self._graph_cache.get(
+            self.model, lambda: [_gradient_graph(self._batch_loss(x, y), params) for x, y in self.batches]
+        )
 
-    @contextlib.contextmanager
-    def _fresh_graphs(self) -> Iterator[None]:
-        """Build every product's graphs anew, so the checks see randomness a cached graph would freeze."""
-        saved = self.composition
-        if saved == "double_backward_cached":
-            self.composition = "double_backward"
-        try:
-            yield
-        finally:
-            self.composition = saved
+    def _uncached(self) -> HessianOperator:
+        """This operator building every product's graphs anew (itself when it keeps none), for
+        the checks: a kept graph would freeze randomness they must see."""
+        if self.composition != "double_backward_cached":
+            return self
+        view = copy.copy(self)
+        view.composition, view._graph_cache = "double_backward", _GraphCache()
+        return view
 
     def check_symmetry(self, seed: int = 0, rtol: float | None = None) -> float:
         """:meth:`LinearOperator.check_symmetry` on graphs built anew for each product."""
-        with self._fresh_graphs():
-            return super().check_symmetry(seed, rtol)
+        return LinearOperator.check_symmetry(self._uncached(), seed, rtol)
 
     def check_repeatability(self, seed: int = 0, rtol: float | None = None) -> float:
         """:meth:`LinearOperator.check_repeatability` on graphs built anew for each product."""
-        with self._fresh_graphs():
-            return super().check_repeatability(seed, rtol)
+        return LinearOperator.check_repeatability(self._uncached(), seed, rtol)
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H v for a 1-D ``v`` over all parameters; same dtype and device as ``v``."""
