@@ -13,9 +13,9 @@ rule summary:
         moments=[moments_file(*run) for run in runs()],
         checkpoints=[checkpoint_file(*run) for run in runs()],
     output:
-        h5=f"{RESULTS}/summary.h5",
-        csv=f"{RESULTS}/summary.csv",
-        by_model=f"{RESULTS}/summary_by_model.csv",
+        h5=table_file("summary.h5"),
+        csv=table_file("summary.csv"),
+        by_model=table_file("summary_by_model.csv"),
     params:
         density=config["density"],
         stats=config["stats"],
@@ -39,10 +39,10 @@ rule results_doc:
         csv=rules.summary.output.csv,
         by_model=rules.summary.output.by_model,
         curvature=curvature_tables(),
-        figures=[f"{FIGURES_DIR}/{fig}.png" for fig in FIGURES],
+        figures=[figure_file(fig, "png") for fig in FIGURES],
         data=data_file(),
     output:
-        md=f"{FIGURES_DIR}/results.md",
+        md=results_doc_file(),
     params:
         config=config,
         machine=hd.machine_description(),

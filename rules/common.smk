@@ -49,12 +49,20 @@ wildcard_constraints:
 
 
 # --- paths: one place that names every intermediate -------------------------------------------
+def download_file():
+    return "results/downloads/cifar-10-python.tar.gz"  # shared by every run
+
+
 def data_file():
     return f"{RESULTS}/data.h5"
 
 
 def checkpoint_file(model, seed, step):
     return f"{RESULTS}/train/{model}/seed{seed}/step{step}.h5"
+
+
+def snapshot_file(model, seed):
+    return f"{RESULTS}/train/{model}/seed{seed}/snapshot.pt"  # not an output: a failed job keeps it
 
 
 def curve_file(model, seed):
@@ -81,27 +89,40 @@ def gradnorms_file(model, seed, step):
     return f"{RESULTS}/gradnorms/{model}/seed{seed}/step{step}.h5"
 
 
+def table_file(name):
+    """summary.csv, summary_curvature.csv, ...: the run's tables."""
+    return f"{RESULTS}/{name}"
+
+
+def figure_file(figure, ext):
+    return f"{FIGURES_DIR}/{figure}.{ext}"
+
+
+def results_doc_file():
+    return f"{FIGURES_DIR}/results.md"
+
+
 def runs(models=MODELS, steps=STEPS):
     """Every (model, seed, step) of the given models and steps, in one fixed order."""
     return [(m, s, t) for m in models for s in SEEDS for t in steps]
 
 
 def figure_files(figure):
-    return [f"{FIGURES_DIR}/{figure}.pdf", f"{FIGURES_DIR}/{figure}.png"]
+    return [figure_file(figure, "pdf"), figure_file(figure, "png")]
 
 
 def curvature_tables():
     """The curvature table per run and per model, when a curvature stage is on."""
     if not (CURVATURE["blocks"] or CURVATURE["gauss_newton"]):
         return []
-    return [f"{RESULTS}/summary_curvature.csv", f"{RESULTS}/summary_curvature_by_model.csv"]
+    return [table_file("summary_curvature.csv"), table_file("summary_curvature_by_model.csv")]
 
 
 def all_targets():
     return [
-        f"{RESULTS}/summary.csv",
+        table_file("summary.csv"),
         *curvature_tables(),
-        f"{FIGURES_DIR}/results.md",
+        results_doc_file(),
         *[f for fig in FIGURES for f in figure_files(fig)],
     ]
 

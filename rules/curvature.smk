@@ -63,8 +63,8 @@ rule curvature_summary:
         ),
         checkpoints=[checkpoint_file(*run) for run in runs(steps=CURVATURE_STEPS)],
     output:
-        csv=f"{RESULTS}/summary_curvature.csv",
-        by_model=f"{RESULTS}/summary_curvature_by_model.csv",
+        csv=table_file("summary_curvature.csv"),
+        by_model=table_file("summary_curvature_by_model.csv"),
     params:
         stats=config["stats"],
         settings=curvature_params(),

@@ -7,7 +7,7 @@ localrules:
 
 rule download_cifar10:
     output:
-        "results/downloads/cifar-10-python.tar.gz",
+        download_file(),
     params:
         url=config["data"]["url"],
         md5=config["data"]["md5"],
@@ -28,7 +28,7 @@ rule prepare_data:
     input:
         archive=archive_input,
     output:
-        f"{RESULTS}/data.h5",
+        data_file(),
     params:
         dataset=DATASET,
         md5=config["data"]["md5"],

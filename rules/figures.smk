@@ -50,8 +50,8 @@ rule figure:
     input:
         unpack(lambda wc: FIGURE_INPUTS[wc.figure]()),
     output:
-        pdf=f"{FIGURES_DIR}/{{figure}}.pdf",
-        png=report(f"{FIGURES_DIR}/{{figure}}.png", caption="../report/captions/figure.rst", category="Figures"),
+        pdf=figure_file("{figure}", "pdf"),
+        png=report(figure_file("{figure}", "png"), caption="../report/captions/figure.rst", category="Figures"),
     params:
         figure=lambda wc: wc.figure,
         depth=lambda wc: FIGURE_SETTINGS.get(wc.figure, {}).get("depth"),

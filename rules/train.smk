@@ -14,7 +14,7 @@ rule train:
         train=config["train"],
         width=config["models"]["width"],
         device=config["device"],
-        snapshot=lambda wc: f"{RESULTS}/train/{wc.model}/seed{wc.seed}/snapshot.pt",
+        snapshot=lambda wc: snapshot_file(wc.model, wc.seed),
     log:
         f"{LOGS}/train/{{model}}_seed{{seed}}.log",
     benchmark:
