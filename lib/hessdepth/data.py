@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .h5io import DIGEST, atomic_h5, open_checked, read_json_attr
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -247,24 +248,20 @@ def download_cifar10(dest_dir: os.PathLike | str, url: str = OFFICIAL_URL, md5: 
     path = dest_dir / os.path.basename(url)
     if path.is_file() and _archive_problem(path, md5) is None:
         return path
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    part = dest_dir / f".{path.name}.part-{os.getpid()}"
     try:
-        download_url(url, str(dest_dir), filename=part.name, md5=None)
-        problem = _archive_problem(part, md5)
-        if problem:
-            raise DataError(
-                f"download of {url} {problem}; the file was removed. "
-                "Retry later, or point data.archive at a copy of the archive you trust"
-            )
-        os.replace(part, path)
+        with atomic_path(path) as part:
+            download_url(url, str(dest_dir), filename=part.name, md5=None)
+            problem = _archive_problem(part, md5)
+            if problem:
+                raise DataError(
+                    f"download of {url} {problem}; the file was removed. "
+                    "Retry later, or point data.archive at a copy of the archive you trust"
+                )
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise DataError(
             f"cannot download {url} ({type(err).__name__}: {err}); without network access, "
             "set the data.archive config option to a cifar-10-python.tar.gz already on disk"
         ) from err
-    finally:
-        part.unlink(missing_ok=True)
     return path
 
 

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -26,6 +25,7 @@ import h5py
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_path
 
 
 class OutputError(RuntimeError):
@@ -58,29 +58,6 @@ def write_attrs(obj: h5py.HLObject, attrs: dict) -> None:
     """Store attributes; dicts, lists of mixed types and None are stored as JSON strings."""
     for key, value in attrs.items():
         obj.attrs[key] = _attr_value(value)
-
-
-def _temp_name(path: Path, pid: int) -> Path:
-    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{pid}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Remove temporary files of ``path`` left by killed writers on this host."""
-    prefix = _temp_name(path, 0).name[:-1]
-    for t in path.parent.glob(f"{prefix}*"):
-        pid = t.name[len(prefix) :].removesuffix(".sum")
-        if pid.isdigit() and not _alive(int(pid)):
-            t.unlink(missing_ok=True)
 
 
 DIGEST = "content_sha256"
@@ -144,22 +121,13 @@ def atomic_h5(path: os.PathLike | str, attrs: dict | None = None) -> Iterator[h5
     Temporary files that killed writers on this host left for the same path are removed first.
     The file is then copied once more with its checksums (module docstring) before the rename.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
-    tmp = _temp_name(path, os.getpid())
-    final = tmp.with_name(tmp.name + ".sum")
-    try:
-        with h5py.File(tmp, "w") as f:
+    with atomic_path(path, suffixes=(".raw",)) as (final, raw):
+        with h5py.File(raw, "w") as f:
             write_attrs(f, {"hessdepth_version": __version__, **(attrs or {})})
             yield f
-        with h5py.File(tmp, "r") as src, h5py.File(final, "w") as dst:
+        with h5py.File(raw, "r") as src, h5py.File(final, "w") as dst:
             _copy_checksummed(src, dst)
             dst.attrs[DIGEST] = content_digest(dst)
-        os.replace(final, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
 
 
 def verify_checksums(f: h5py.File, path: os.PathLike | str) -> None:

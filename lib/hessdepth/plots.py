@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Sequence
 
 import matplotlib
@@ -20,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from . import training
+from .atomic import atomic_path
 from .h5io import OutputError, open_checked
 from .summary import (
     BLOCKS,
@@ -538,11 +538,6 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
 def save_figure(fig: Figure, pdf: os.PathLike | str, png: os.PathLike | str, dpi: int = 200) -> None:
     """Write ``fig`` as vector PDF and ``dpi`` PNG, each under a temporary name first."""
     with matplotlib.rc_context(STYLE):
-        for path, fmt in ((Path(pdf), "pdf"), (Path(png), "png")):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            try:
+        for path, fmt in ((pdf, "pdf"), (png, "png")):
+            with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=dpi)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)

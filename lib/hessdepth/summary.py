@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import atomic_path
 from .density import density as spectral_density
 from .density import node_spacing_width
 from .h5io import (
@@ -433,18 +434,11 @@ def _write_table(group, rows: Sequence[dict], columns: Sequence[str]) -> None:
 
 def write_csv(path: os.PathLike | str, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """Write rows as CSV (floats at full precision, NaN as ``nan``), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({c: repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns})
 
 
 def read_csv(path: os.PathLike | str) -> list[dict]:

@@ -43,6 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import CifarData, normalize
+from .atomic import atomic_path, remove_stale_temps
 from .h5io import atomic_h5, open_checked, read_json_attr
 from .models import build_model, count_params, model_id
 
@@ -401,24 +402,17 @@ class _Run:
             "done": self.done,
             "threads": torch.get_num_threads(),
         }
-        tmp = self.snapshot_path.with_name(f".{self.snapshot_path.name}.tmp-{os.getpid()}")
-        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(snapshot, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.snapshot_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(self.snapshot_path) as tmp, open(tmp, "wb") as f:
+            torch.save(snapshot, f)
+            f.flush()
+            os.fsync(f.fileno())
 
     def resume(self) -> int | None:
         """Load the snapshot if there is one; rewrite the checkpoints it has that are missing on disk."""
         path = self.snapshot_path
         if path is None:
             return None
-        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed run
-            stale.unlink(missing_ok=True)
+        remove_stale_temps(path)  # left by a killed run
         if not path.exists():
             return None
         fix = f"delete it to train from step 0 (rm -f {path})"
