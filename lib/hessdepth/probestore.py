@@ -18,7 +18,7 @@ import numpy as np
 
 from .h5io import OutputError, atomic_h5, open_checked
 
-log = logging.getLogger("hessdepth")
+log = logging.getLogger(__name__)
 
 
 class ProbeStore:

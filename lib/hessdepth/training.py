@@ -177,6 +177,8 @@ class _Sampler:
 
 
 def _log(message: str) -> None:
+    """Training's progress lines: on stderr above the tqdm bar (a logging handler would tear the
+    bar), so a notebook shows them without configuring logging; a workflow job's stderr is its log."""
     tqdm.write(message, file=sys.stderr)
 
 

@@ -31,7 +31,7 @@ from ..operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
 from ..probestore import ProbeStore
 from ..training import load_checkpoint
 
-log = logging.getLogger("hessdepth")
+log = logging.getLogger(__name__)
 
 _IDENTITY = (
     "dataset",

@@ -68,7 +68,7 @@ def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) ->
     logging.captureWarnings(True)
     if threads:
         torch.set_num_threads(threads)
-    logger = logging.getLogger("hessdepth")
+    logger = logging.getLogger(__name__)
     slurm_job = os.environ.get("SLURM_JOB_ID")
     allocator = "freed memory kept for reuse" if keep_freed_cpu_memory() else "default"
     logger.info(
