@@ -171,7 +171,7 @@ def test_after_a_kill_unlock_then_rerun_incomplete_resumes_training(tmp_path):
     """README, Reliability: the whole snakemake process killed mid-training; the next run is told
     to unlock, and --unlock then --rerun-incomplete resumes training from its last snapshot."""
     target = "results/test/train/resnet8/seed0/curve.h5"
-    overrides = {"train": {"steps": 2000, "snapshot_every": 10, "log_every": 100}}
+    overrides = {"train": {"steps": 300, "snapshot_every": 10, "log_every": 100}}
     snakemake(tmp_path, "results/test/data.h5", overrides=overrides)
     cmd = [
         sys.executable,
