@@ -171,6 +171,18 @@ def cifar_images(n: int, seed: int = 0):
     return data, data.train_images[:n], data.train_labels[:n], source
 
 
+def case(model, depth: int, n_images: int, batch_size: int, source: str, device) -> dict:
+    """What a measurement ran on, for its results: model depth and size, data, batches, device."""
+    return dict(
+        depth=depth,
+        n_images=n_images,
+        batch_size=batch_size,
+        data=source,
+        device=str(device),
+        n_params=hd.count_params(model),
+    )
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     def fmt(x):
         if isinstance(x, float):

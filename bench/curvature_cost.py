@@ -39,14 +39,7 @@ def measure(depth: int, n_images: int, batch_size: int, repeats: int, device="cp
     print(f"resnet{depth}, {n_images} images on {device}", file=sys.stderr)
     res = common.interleaved(variants, repeats, warmup=1, device=device)
     res["ratio"] = {name: common.median_ratio(res["times"], name, "gradient") for name in variants}
-    res.update(
-        depth=depth,
-        n_images=n_images,
-        batch_size=batch_size,
-        data=source,
-        device=str(device),
-        n_params=hd.count_params(model),
-    )
+    res.update(common.case(model, depth, n_images, batch_size, source, device))
     return res
 
 

@@ -44,13 +44,8 @@ def measure(
     res.update(
         default=auto.composition,
         graph_gib=auto.graph_bytes / 2**30,
-        depth=depth,
         bn_mode=bn_mode,
-        n_images=n_images,
-        batch_size=batch_size,
-        data=source,
-        device=str(device),
-        n_params=hd.count_params(model),
+        **common.case(model, depth, n_images, batch_size, source, device),
     )
     return res
 

@@ -59,12 +59,7 @@ def measure(depth: int, n_images: int, batch_size: int, ks: list[int], repeats: 
     res["x_cached"] = {name: common.median_ratio(times, name, "cached (second backward only)") for name in variants}
     res.update(
         per_call=per_call,
-        depth=depth,
-        n_images=n_images,
-        batch_size=batch_size,
-        data=source,
-        device=str(device),
-        n_params=n,
+        **common.case(model, depth, n_images, batch_size, source, device),
         graph_gib_per_batch=cached.graph_bytes / len(batches) / 2**30,
         graph_gib_all=cached.graph_bytes / 2**30,
     )
