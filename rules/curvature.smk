@@ -29,7 +29,7 @@ rule block_moments:
     conda:
         "../envs/hessdepth.yaml"
     script:
-        "../scripts/block_moments.py"
+        "../scripts/hessian_job.py"
 
 
 rule gauss_newton:
@@ -52,7 +52,7 @@ rule gauss_newton:
     conda:
         "../envs/hessdepth.yaml"
     script:
-        "../scripts/gauss_newton.py"
+        "../scripts/hessian_job.py"
 
 
 rule curvature_summary:

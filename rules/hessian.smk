@@ -22,7 +22,7 @@ rule lanczos:
     conda:
         "../envs/hessdepth.yaml"
     script:
-        "../scripts/lanczos.py"
+        "../scripts/hessian_job.py"
 
 
 rule moments:
@@ -45,7 +45,7 @@ rule moments:
     conda:
         "../envs/hessdepth.yaml"
     script:
-        "../scripts/moments.py"
+        "../scripts/hessian_job.py"
 
 
 rule gradnorms:

@@ -1,12 +1,20 @@
-"""Rule gauss_newton: see hessdepth.workflow.analysis.run_gauss_newton."""
+"""Rules lanczos, moments, block_moments, gauss_newton: one checkpoint's analysis, the runner
+named after the rule (hessdepth.workflow.analysis.run_<rule>)."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 from hessdepth import workflow as wf
 
+RUNNERS = {
+    "lanczos": wf.run_lanczos,
+    "moments": wf.run_moments,
+    "block_moments": wf.run_block_moments,
+    "gauss_newton": wf.run_gauss_newton,
+}
+
 wf.setup_job(snakemake.log[0], snakemake.threads)
-wf.run_gauss_newton(
+RUNNERS[snakemake.rule](
     snakemake.input.checkpoint,
     snakemake.input.data,
     snakemake.output[0],
