@@ -1,8 +1,8 @@
 """BatchNorm with its second derivative written out by hand.
 
 PyTorch's generic double backward of batch-statistics BatchNorm (``batchnorm_double_backward``)
-takes about 35 full-size tensor passes per layer, and measured 44% of a cached ResNet-20
-Hessian-vector product on the CPU. Per channel, with x̂ = (x − μ)·s, s = 1/√(var + ε) and the
+takes about 35 full-size tensor passes per layer, a large part of a cached Hessian-vector
+product (bench/RESULTS.md). Per channel, with x̂ = (x − μ)·s, s = 1/√(var + ε) and the
 projection P(g) = g − ⟨g⟩ − x̂⟨g x̂⟩, the first backward is
 
     ∂x = γ s P(∂y),   ∂γ = Σ ∂y x̂,   ∂β = Σ ∂y,

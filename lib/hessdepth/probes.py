@@ -14,8 +14,8 @@ PROBE_KINDS = ("rademacher", "gaussian")
 # Probes per pass over the data. "auto": all probes in lockstep (as many as LOCKSTEP_MEMORY_GB of
 # Lanczos bases allow) when the operator's matmat shares each batch's first-order graph among its
 # rows (uncached double_backward: the paper's full-training-set products, bench/RESULTS.md "Shared
-# graphs"), else one at a time: with a kept graph, lockstep took 1.16-1.2x the time per
-# probe-step of one at a time (bench/lockstep.py).
+# graphs"), else one at a time: with a kept graph, lockstep is slower per probe-step than one
+# at a time (bench/RESULTS.md "lockstep").
 DEFAULT_BLOCK = "auto"
 LOCKSTEP_MEMORY_GB = 4.0
 
