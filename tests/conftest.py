@@ -1,6 +1,7 @@
 """Shared helpers: run the real snakemake CLI on a config in a temporary working directory."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,20 @@ def subset_archive() -> Path:
     if not SHARED_SUBSET.exists():
         pytest.skip(f"the CIFAR-10 subset is not at {SHARED_SUBSET}")
     return SHARED_SUBSET
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """The whole DAG of config/test.yaml and its report, run once for every test that reads a
+    finished run. Tests that change files work on a copy (``copy_of``), never on this run."""
+    workdir = tmp_path_factory.mktemp("finished_run")
+    snakemake(workdir)
+    snakemake(workdir, "--report", "report.html")
+    return workdir
+
+
+def copy_of(finished_run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run, without Snakemake's own records (.snakemake), to change freely."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, ignore=shutil.ignore_patterns(".snakemake"))
+    return workdir

@@ -12,7 +12,7 @@ import time
 import h5py
 import pytest
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, copy_of, snakemake
 from hessdepth.h5io import DIGEST, OutputError, atomic_h5, check_identity
 from hessdepth.summary import summarize
 from hessdepth.data import synthetic_dataset
@@ -31,20 +31,6 @@ def test_identity_is_checked_against_what_the_path_stands_for(tmp_path):
         summarize(**swapped, density=DENSITY, stats=STATS, expect=expect)
     with pytest.raises(OutputError, match="seed"):
         check_identity("x.h5", {"model": "resnet8", "seed": 1}, {"model": "resnet8", "seed": 0})
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """The test preset run once through the summary."""
-    workdir = tmp_path_factory.mktemp("run")
-    snakemake(workdir, "results/test/summary.csv")
-    return workdir
-
-
-def copy_of(finished_run, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(finished_run, workdir, ignore=shutil.ignore_patterns(".snakemake"))
-    return workdir
 
 
 def test_a_checkpoint_copied_into_another_models_folder_is_refused(finished_run, tmp_path):

@@ -27,38 +27,29 @@ FIGURES = [
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    """The whole DAG of the test config, run once for the tests of this module."""
-    workdir = tmp_path_factory.mktemp("full")
-    snakemake(workdir)
-    snakemake(workdir, "--report", "report.html")
-    return workdir
-
-
-def test_data_file(full_run):
-    with h5py.File(full_run / f"{R}/data.h5") as f:
+def test_data_file(finished_run):
+    with h5py.File(finished_run / f"{R}/data.h5") as f:
         assert f["train/images"].shape == (200, 3, 32, 32) and f["train/images"].dtype == np.uint8
         assert f["test/labels"].shape == (100,)
         assert f.attrs["synthetic"] and f.attrs["dataset"] == "synthetic"
 
 
-def test_checkpoints_and_curves(full_run):
+def test_checkpoints_and_curves(finished_run):
     for model in MODELS:
         for step in (10, 20):
-            with h5py.File(full_run / f"{R}/train/{model}/seed0/step{step}.h5") as f:
+            with h5py.File(finished_run / f"{R}/train/{model}/seed0/step{step}.h5") as f:
                 assert f.attrs["model"] == model and f.attrs["step"] == step
                 assert np.isfinite(f.attrs["train_loss"]) and not f.attrs["diverged"]
                 assert all(np.isfinite(f[f"state/{k}"][()]).all() for k in f["state"])
-        with h5py.File(full_run / f"{R}/train/{model}/seed0/curve.h5") as f:
+        with h5py.File(finished_run / f"{R}/train/{model}/seed0/curve.h5") as f:
             assert list(f["train/step"][()]) == [5, 10, 15, 20]
             assert np.isfinite(f["train/loss"][()]).all()
 
 
-def test_lanczos_and_moments(full_run):
+def test_lanczos_and_moments(finished_run):
     for model in MODELS:
         for step in (10, 20):
-            base = full_run / f"{R}/hessian/{model}/seed0/step{step}"
+            base = finished_run / f"{R}/hessian/{model}/seed0/step{step}"
             with h5py.File(base / "lanczos.h5") as f:
                 assert f["nodes"].shape == (2, 8) and f["alpha"].shape == (2, 8)
                 np.testing.assert_allclose(f["weights"][()].sum(axis=1), 1, rtol=1e-10)
@@ -72,16 +63,16 @@ def test_lanczos_and_moments(full_run):
             assert not list(base.glob(".*probes*")), "probe stores are removed once the output is written"
 
 
-def test_gradnorms(full_run):
+def test_gradnorms(finished_run):
     for arch in ("resnet", "simple"):
-        with h5py.File(full_run / f"{R}/gradnorms/{arch}14/seed0/step10.h5") as f:
+        with h5py.File(finished_run / f"{R}/gradnorms/{arch}14/seed0/step10.h5") as f:
             names = [n.decode() for n in f["names"][()]]
             assert names[0] == "conv1.weight" and names[-1] == "fc.bias"
             assert (f["norms"][()] > 0).all() and f["numel"][()].sum() == f.attrs["n_params"]
 
 
-def test_summary(full_run):
-    rows = list(csv.DictReader(open(full_run / f"{R}/summary.csv")))
+def test_summary(finished_run):
+    rows = list(csv.DictReader(open(finished_run / f"{R}/summary.csv")))
     assert sorted((r["model"], int(r["step"])) for r in rows) == sorted((m, s) for m in MODELS for s in (10, 20))
     for row in rows:
         for key in ("lambda_min", "lambda_max", "slq_kurtosis", "hutch_kurtosis", "slq_skewness"):
@@ -90,42 +81,43 @@ def test_summary(full_run):
         assert float(row["slq_kurtosis_lo"]) <= float(row["slq_kurtosis"]) <= float(row["slq_kurtosis_hi"])
 
 
-def test_figures_report_and_results(full_run):
+def test_figures_report_and_results(finished_run):
     for fig in FIGURES:
         for ext, magic in (("pdf", b"%PDF"), ("png", b"\x89PNG")):
-            path = full_run / f"figures/test/{fig}.{ext}"
+            path = finished_run / f"figures/test/{fig}.{ext}"
             assert path.read_bytes()[:4] == magic and path.stat().st_size > 5000
-    assert "fig3_moments.png" in (full_run / "figures/test/results.md").read_text()
-    assert (full_run / "report.html").stat().st_size > 100_000
+    assert "fig3_moments.png" in (finished_run / "figures/test/results.md").read_text()
+    assert (finished_run / "report.html").stat().st_size > 100_000
 
 
-def test_every_rule_has_log_and_benchmark(full_run):
+def test_every_rule_has_log_and_benchmark(finished_run):
     logs = {
-        p.parent.name if p.parent.name not in ("test", "logs") else p.stem for p in (full_run / "logs").rglob("*.log")
+        p.parent.name if p.parent.name not in ("test", "logs") else p.stem
+        for p in (finished_run / "logs").rglob("*.log")
     }
     assert {"train", "lanczos", "moments", "gradnorms", "figures", "prepare_data", "summary"} <= logs
-    assert list((full_run / "benchmarks").rglob("*.tsv"))
+    assert list((finished_run / "benchmarks").rglob("*.tsv"))
 
 
-def test_nothing_left_to_do_after_a_full_run(full_run):
-    assert planned_jobs(full_run) == {}
+def test_nothing_left_to_do_after_a_finished_run(finished_run):
+    assert planned_jobs(finished_run) == {}
 
 
-def test_moments_setting_reruns_moments_only(full_run):
-    jobs = planned_jobs(full_run, overrides={"moments": {"probes": 5}})
+def test_moments_setting_reruns_moments_only(finished_run):
+    jobs = planned_jobs(finished_run, overrides={"moments": {"probes": 5}})
     assert set(jobs) - {"all"} == {"moments", "summary", "figure", "results_doc"}
     assert jobs["moments"] == 8 and jobs["figure"] == 1  # figure 3 is the only one that reads moments
 
 
-def test_speed_only_setting_reruns_no_computation(full_run):
-    jobs = planned_jobs(full_run, overrides={"hessian": {"graph_cache_gb": 0}})
+def test_speed_only_setting_reruns_no_computation(finished_run):
+    jobs = planned_jobs(finished_run, overrides={"hessian": {"graph_cache_gb": 0}})
     assert set(jobs) - {"all"} == {"results_doc"}  # the document quotes the whole config
 
 
-def test_curvature_stages_at_their_steps(full_run):
+def test_curvature_stages_at_their_steps(finished_run):
     """config/test.yaml turns both curvature stages on at step 10 only, with 3 probes."""
     for model in MODELS:
-        base = full_run / f"{R}/hessian/{model}/seed0"
+        base = finished_run / f"{R}/hessian/{model}/seed0"
         assert not (base / "step20/blocks.h5").exists() and not (base / "step20/gauss_newton.h5").exists()
         with h5py.File(base / "step10/blocks.h5") as f:
             blocks = json.loads(f.attrs["parts"])
@@ -138,31 +130,31 @@ def test_curvature_stages_at_their_steps(full_run):
             assert json.loads(f.attrs["parts"]) == ["hessian", "gauss_newton"] and f.attrs["bn_mode"] == "batch"
             assert (f["gauss_newton/probe_values"][()] > 0).all()  # G is positive semi-definite
         assert not list(base.glob("step10/.*probes*"))
-    rows = list(csv.DictReader(open(full_run / f"{R}/summary_curvature.csv")))
+    rows = list(csv.DictReader(open(finished_run / f"{R}/summary_curvature.csv")))
     assert list(rows[0]) == list(CURVATURE_COLUMNS)
     assert sorted((r["model"], int(r["step"])) for r in rows) == sorted((m, 10) for m in MODELS)
     for row in rows:
         for column in CURVATURE_STAT_COLUMNS:
             value = float(row[column])
             assert np.isfinite(value) and (value >= 1 if column.endswith("kurtosis") else True), column
-    by_model = list(csv.DictReader(open(full_run / f"{R}/summary_curvature_by_model.csv")))
+    by_model = list(csv.DictReader(open(finished_run / f"{R}/summary_curvature_by_model.csv")))
     assert list(by_model[0]) == list(CURVATURE_BY_MODEL_COLUMNS) and len(by_model) == 4
     for fig in ("fig7_blocks", "fig8_gauss_newton"):
-        assert (full_run / f"figures/test/{fig}.png").stat().st_size > 5000
-        assert (full_run / f"figures/test/{fig}.pdf").read_bytes()[:4] == b"%PDF"
-    doc = (full_run / "figures/test/results.md").read_text()
+        assert (finished_run / f"figures/test/{fig}.png").stat().st_size > 5000
+        assert (finished_run / f"figures/test/{fig}.pdf").read_bytes()[:4] == b"%PDF"
+    doc = (finished_run / "figures/test/results.md").read_text()
     assert "## Where the outliers live" in doc and "heaviest block" in doc and "fig8_gauss_newton.png" in doc
     assert "Is it the Gauss-Newton part that skip connections damp?" in doc
-    logs = {p.parent.name for p in (full_run / "logs").rglob("*.log")}
+    logs = {p.parent.name for p in (finished_run / "logs").rglob("*.log")}
     assert {"block_moments", "gauss_newton"} <= logs
 
 
-def test_curvature_setting_reruns_curvature_only(full_run):
-    jobs = planned_jobs(full_run, overrides={"curvature": {"probes": 4}})
+def test_curvature_setting_reruns_curvature_only(finished_run):
+    jobs = planned_jobs(finished_run, overrides={"curvature": {"probes": 4}})
     assert set(jobs) - {"all"} == {"block_moments", "gauss_newton", "curvature_summary", "figure", "results_doc"}
     assert jobs["block_moments"] == jobs["gauss_newton"] == 4 and jobs["figure"] == 2
     # turning one stage off recomputes nothing: the table and the document drop its part
-    jobs = planned_jobs(full_run, overrides={"curvature": {"gauss_newton": False}})
+    jobs = planned_jobs(finished_run, overrides={"curvature": {"gauss_newton": False}})
     assert set(jobs) - {"all"} == {"curvature_summary", "results_doc"}
 
 

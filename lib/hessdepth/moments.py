@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy import stats as sps
+from scipy.special import ndtri
 from tqdm import tqdm
 
 from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
@@ -132,6 +132,6 @@ def spectral_stats(
     else:
         jac = torch.autograd.functional.jacobian(lambda m: torch.stack(_stats(*m)), torch.as_tensor(mean)).numpy()
         cov = np.cov(moments, rowvar=False, ddof=1) / P
-        half = sps.norm.ppf((1 + confidence) / 2) * np.sqrt(np.diag(jac @ cov @ jac.T))
+        half = ndtri((1 + confidence) / 2) * np.sqrt(np.diag(jac @ cov @ jac.T))
         lo, hi = value - half, value + half
     return {name: (float(value[i]), float(lo[i]), float(hi[i])) for i, name in enumerate(STATS)}
