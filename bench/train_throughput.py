@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 import hessdepth as hd
 from hessdepth.data import CIFAR10_MEAN, CIFAR10_STD
-from hessdepth.training import _deterministic, _Run
+from hessdepth.device import deterministic
+from hessdepth.training import _Run
 
 SWITCHES = ("channels_last", "bf16_autocast", "compile")
 
@@ -37,22 +38,19 @@ SWITCHES = ("channels_last", "bf16_autocast", "compile")
 class HessdepthLoop:
     def __init__(self, depth, data, batch, device, **switch):
         cfg = hd.TrainConfig(steps=10**9, batch_size=batch, log_every=10**9, snapshot_every=10**9, **switch)
-        self.tmp = tempfile.TemporaryDirectory(prefix="bench-train-")
         self.run = _Run(
             hd.seeded_model("resnet", depth, seed=0),
             data,
             cfg,
-            {},
-            f"{self.tmp.name}/curve.h5",
-            None,
-            0,
-            torch.device(device),
-            None,
+            checkpoints={},
+            seed=0,
+            device=torch.device(device),
+            attrs=None,
         )
         self.device = torch.device(device)
 
     def steps(self, n):
-        with _deterministic(self.device):
+        with deterministic(self.device):
             for _ in range(n):
                 if not self.run.train_step():
                     raise RuntimeError("non-finite step in the benchmark")

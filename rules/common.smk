@@ -1,10 +1,15 @@
 # Config validation, path helpers and input functions shared by every rule file.
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, f"{workflow.basedir}/lib")  # the library, also when not pip-installed
+# The library, also when it is not pip-installed (e.g. `--sdm conda`): for this Snakefile, and
+# through PYTHONPATH for every job's script (scripts/ import hessdepth and nothing else of ours).
+LIB = f"{workflow.basedir}/lib"
+sys.path.insert(0, LIB)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [LIB, os.environ.get("PYTHONPATH")]))
 import hessdepth as hd
 from hessdepth import workflow as wf
 

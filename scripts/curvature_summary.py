@@ -1,8 +1,5 @@
 """Rule curvature_summary: summary_curvature.csv (per run) and summary_curvature_by_model.csv."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 from hessdepth import workflow as wf
 from hessdepth.summary import (
     CURVATURE_BY_MODEL_COLUMNS,

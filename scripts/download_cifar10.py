@@ -1,9 +1,7 @@
 """Rule download_cifar10: fetch the official CIFAR-10 archive and check its md5."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
 from hessdepth import workflow as wf
 

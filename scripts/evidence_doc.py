@@ -7,18 +7,17 @@ tables and figures, half 1's beside them in half1/, and results.md with both hal
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
+import hessdepth as hd
+from hessdepth.findings import publishable_config, render_results
+from hessdepth.h5io import open_checked
+from hessdepth.summary import read_csv
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "lib"))
-import hessdepth as hd  # noqa: E402
-from hessdepth.findings import publishable_config, render_results  # noqa: E402
-from hessdepth.h5io import open_checked  # noqa: E402
-from hessdepth.summary import read_csv  # noqa: E402
 
 TABLES = ("summary.csv", "summary_by_model.csv")
 CURVATURE_TABLES = ("summary_curvature.csv", "summary_curvature_by_model.csv")

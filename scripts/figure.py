@@ -1,8 +1,5 @@
 """Rule figure: one of the paper's six figures (params.figure) as PDF and PNG."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 from hessdepth import workflow as wf
 from hessdepth.plots import make_figure, save_figure
 

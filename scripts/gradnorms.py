@@ -1,8 +1,5 @@
 """Rule gradnorms: see hessdepth.workflow.analysis.run_gradnorms."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 from hessdepth import workflow as wf
 
 wf.setup_job(snakemake.log[0], snakemake.threads)

@@ -1,9 +1,7 @@
 """Rule prepare_data: CIFAR-10 archive or synthetic dataset -> one HDF5 file."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
 from hessdepth import workflow as wf
 

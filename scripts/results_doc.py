@@ -1,10 +1,8 @@
 """Rule results_doc: the Markdown results document, generated from the summary CSVs only."""
 
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
 from hessdepth import workflow as wf
 from hessdepth.findings import publishable_config, render_results

@@ -1,8 +1,5 @@
 """Rule summary: every model x seed x step in summary.h5 / summary.csv / summary_by_model.csv."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 from hessdepth import workflow as wf
 from hessdepth.summary import aggregate_by_model, summarize, write_summary
 

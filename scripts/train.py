@@ -1,8 +1,5 @@
 """Rule train: one model and seed, checkpoints at the configured steps, resumable snapshots."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../lib")
 import hessdepth as hd
 from hessdepth import workflow as wf
 
@@ -12,7 +9,7 @@ seed = int(snakemake.wildcards.seed)
 settings = dict(snakemake.params.train)
 steps = settings.pop("checkpoints")
 cfg = hd.TrainConfig(**settings)
-data = hd.load_dataset_h5(snakemake.input.data)
+data, data_attrs = hd.read_dataset_h5(snakemake.input.data)
 device = hd.choose_device(snakemake.params.device)
 model = hd.seeded_model(arch, depth, width=snakemake.params.width, num_classes=len(data.classes), seed=seed)
 log.info(
@@ -34,6 +31,6 @@ result = hd.train(
     snapshot_path=snakemake.params.snapshot,
     seed=seed,
     device=device,
-    attrs=hd.dataset_attrs(snakemake.input.data),
+    attrs=data_attrs,
 )
 log.info("done: %s", result)

@@ -1,8 +1,12 @@
 """docs/ARCHITECTURE.md matches the code, and the library never imports the workflow glue."""
 
 import ast
+import importlib
 import re
 from pathlib import Path
+
+import h5py
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "docs/ARCHITECTURE.md").read_text()
@@ -46,3 +50,70 @@ def test_the_import_check_sees_a_workflow_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from .workflow import jobs\nfrom . import workflow\n")
     assert {"hessdepth.workflow.jobs", "hessdepth.workflow"} <= imported_modules(bad)
+
+
+def section(title: str) -> str:
+    """The text of docs/ARCHITECTURE.md under ``## title``, up to the next ``## `` heading."""
+    start = TEXT.index(f"## {title}")
+    end = TEXT.find("\n## ", start + 1)
+    return TEXT[start : end if end > 0 else None]
+
+
+def test_every_rule_is_one_row_of_the_dag_table_and_each_row_is_right():
+    import hessdepth as hd
+    from hessdepth import workflow as wf
+
+    rows = [
+        [cell.strip().strip("`") for cell in line.strip("|").split("|")]
+        for line in section("The DAG, step by step").splitlines()
+        if line.startswith("| `")
+    ]
+    defined = {
+        m[1]: (p, m[2])
+        for p in (ROOT / "rules").glob("*.smk")
+        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", p.read_text(), flags=re.M | re.S)
+    }
+    assert sorted(r[0] for r in rows) == sorted(defined), "one row per rule of rules/*.smk"
+    for rule, rule_file, script, calls, _ in rows:
+        path, body = defined[rule]
+        assert path == ROOT / rule_file, (rule, path)
+        assert f'"../{script}"' in body, f"rule {rule} does not run {script}"
+        for name in re.findall(r"`([\w.]+)`", f"`{calls}`"):
+            prefix, _, attr = name.partition(".")
+            if name.endswith(".py"):
+                assert (LIB / name).exists(), name
+            elif prefix in ("hd", "wf"):
+                assert hasattr({"hd": hd, "wf": wf}[prefix], attr), name
+            else:
+                assert hasattr(importlib.import_module(f"hessdepth.{prefix}"), attr), name
+
+
+def described_files() -> dict[str, dict[str, set[str]]]:
+    """Path pattern (or "Every file") -> {"datasets" | "groups" | "attrs": names} from the doc."""
+    text = re.sub(r"\n  (?=\S)", " ", section("Files between rules"))  # a list item's continuation lines
+    files, current = {}, {}
+    for line in text.splitlines():
+        if line.startswith("### "):
+            current = files.setdefault(line[4:].strip("`"), {})
+        elif re.match(r"- (datasets|groups|attrs): ", line):
+            kind, names = line[2:].split(": ", 1)
+            current[kind] = set(re.findall(r"`([\w/]+)`", names))
+    return files
+
+
+@pytest.mark.workflow
+def test_every_hdf5_file_is_as_described(finished_run):
+    files = described_files()
+    every = files.pop("Every file")["attrs"]
+    assert len(files) == 9, sorted(files)
+    for pattern, names in files.items():
+        paths = sorted(finished_run.glob(re.sub(r"\{\w+\}", "*", pattern.replace("{run}", "test"))))
+        assert paths, f"no file of {pattern} in a run of the test preset"
+        for path in paths:
+            with h5py.File(path) as f:
+                for name in names.get("datasets", ()):
+                    assert isinstance(f.get(name), h5py.Dataset), f"{path}: no dataset {name}"
+                for name in names.get("groups", ()):
+                    assert isinstance(f.get(name), h5py.Group), f"{path}: no group {name}"
+                missing = (names.get("attrs", set()) | every) - set(f.attrs)
+                assert not missing, f"{path}: no attributes {sorted(missing)}"

@@ -9,6 +9,7 @@ import tarfile
 import threading
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -25,6 +26,7 @@ from hessdepth.data import (
     file_md5,
     fixed_batches,
     load_dataset_h5,
+    read_dataset_h5,
     normalize,
     read_cifar_archive,
     synthetic_dataset,
@@ -365,6 +367,10 @@ def test_dataset_h5_round_trip(tmp_path, small):
         np.testing.assert_array_equal(getattr(back, name), getattr(small, name))
         assert getattr(back, name).dtype == getattr(small, name).dtype
     assert back.classes == small.classes
+    again, names = read_dataset_h5(tmp_path / "d.h5")  # the data and what names it downstream
+    np.testing.assert_array_equal(again.train_images, small.train_images)
+    with h5py.File(tmp_path / "d.h5") as f:
+        assert names == {"dataset": "synthetic", "synthetic": True, "data_sha256": f.attrs["content_sha256"]}
     with pytest.raises(ValueError, match="needs attrs \\['synthetic'\\]"):
         write_dataset_h5(tmp_path / "e.h5", small, {k: v for k, v in attrs.items() if k != "synthetic"})
     with pytest.raises(OutputError, match="file not found"):

@@ -204,3 +204,42 @@ def test_lanczos_rejects_bad_inputs():
         hd.lanczos(op, 3, torch.ones(3))
     with pytest.raises(ValueError, match="nonzero"):
         hd.lanczos(op, 3, torch.zeros(3))
+
+
+class Diagonal(hd.LinearOperator):
+    """A user's own operator: matvec alone, matmat and the checks from the base class."""
+
+    def __init__(self, diagonal: torch.Tensor):
+        self.diagonal = diagonal
+        self.num_params, self.device, self.dtype = len(diagonal), diagonal.device, diagonal.dtype
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self.diagonal * v
+
+
+def test_a_users_operator_with_matvec_alone_gives_the_matrix_operators_results():
+    diagonal = torch.linspace(-1.0, 3.0, 40, dtype=torch.float64)
+    mine, reference = Diagonal(diagonal), hd.MatrixOperator(diagonal)
+    assert isinstance(mine, hd.Operator) and mine.check_symmetry() < 1e-12
+    for block in (1, 3):
+        ours, theirs = hd.slq(mine, 12, 3, block=block), hd.slq(reference, 12, 3, block=block)
+        np.testing.assert_allclose(ours.nodes, theirs.nodes, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            hd.hutchinson_moments(mine, 4, block=block).estimate, hd.hutchinson_moments(reference, 4).estimate
+        )
+
+
+def test_an_object_that_is_not_an_operator_is_told_what_it_lacks():
+    class MatvecOnly:
+        num_params, device, dtype = 5, torch.device("cpu"), torch.float64
+
+        def matvec(self, v):
+            return v
+
+    for run in (
+        lambda op: hd.slq(op, 3, 1),
+        lambda op: hd.hutchinson_moments(op, 2),
+        lambda op: hd.lanczos(op, 3, torch.ones(5)),
+    ):
+        with pytest.raises(TypeError, match="MatvecOnly is not a hessdepth operator: it lacks matmat.*LinearOperator"):
+            run(MatvecOnly())

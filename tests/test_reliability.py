@@ -1,6 +1,7 @@
 """Fault injection for the Hessian jobs and the files between rules: kills, stale state, bad files."""
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -27,10 +28,13 @@ SETTINGS = {
     "gauss_newton": dict(probes=4, seed=1),
 }
 RUNNERS = {
-    "lanczos": wf.run_lanczos,
-    "moments": wf.run_moments,
-    "blocks": wf.run_block_moments,
-    "gauss_newton": wf.run_gauss_newton,
+    kind: functools.partial(wf.run_analysis, analysis)
+    for kind, analysis in (
+        ("lanczos", "lanczos"),
+        ("moments", "moments"),
+        ("blocks", "block_moments"),
+        ("gauss_newton", "gauss_newton"),
+    )
 }
 DATASETS = {  # what a resumed job must reproduce bitwise
     "lanczos": ["alpha", "beta", "nodes", "weights", "steps"],

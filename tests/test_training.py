@@ -1,4 +1,5 @@
-"""hessdepth.training: schedule, augmentation, checkpoints, determinism, kill-and-resume, divergence."""
+"""hessdepth.training and its parts (batches, checkpoints, snapshots): schedule, augmentation, checkpoints,
+determinism, kill-and-resume, divergence."""
 
 import os
 import signal
@@ -15,19 +16,10 @@ import torch.nn.functional as F
 
 from hessdepth.data import read_cifar_archive, synthetic_dataset
 from hessdepth.h5io import OutputError
-from hessdepth.training import (
-    CURVE_DATASETS,
-    SnapshotError,
-    TrainConfig,
-    TrainingDiverged,
-    _Sampler,
-    augment,
-    load_checkpoint,
-    lr_at,
-    read_curve,
-    seeded_model,
-    train,
-)
+from hessdepth.batches import Sampler, augment
+from hessdepth.checkpoints import CURVE_DATASETS, load_checkpoint, read_curve
+from hessdepth.snapshots import SnapshotError
+from hessdepth.training import TrainConfig, TrainingDiverged, lr_at, seeded_model, train
 
 from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5
 
@@ -107,7 +99,7 @@ def test_augment_matches_per_image_crop_and_flip():
 
 
 def test_sampler_epochs_are_permutations_and_seeded():
-    a, b = _Sampler(100, 32, seed=5), _Sampler(100, 32, seed=5)
+    a, b = Sampler(100, 32, seed=5), Sampler(100, 32, seed=5)
     first = [a.indices() for _ in range(6)]
     assert all(torch.equal(x, b.indices()) for x in first)
     for epoch in (first[:3], first[3:]):  # 3 full batches per epoch, the last 4 images skipped
@@ -115,7 +107,7 @@ def test_sampler_epochs_are_permutations_and_seeded():
         assert len(set(seen.tolist())) == 96 and seen.max() < 100
     assert not torch.equal(torch.cat(first[:3]), torch.cat(first[3:]))  # a fresh permutation per epoch
     with pytest.raises(ValueError, match="smaller than batch_size"):
-        _Sampler(10, 32, seed=0)
+        Sampler(10, 32, seed=0)
 
 
 @pytest.mark.skipif(not SUBSET.exists(), reason=f"real CIFAR-10 subset not at {SUBSET}")
@@ -196,9 +188,10 @@ def test_resnet_and_simple_share_schedule_and_batches(tmp_path, tiny):
 
 
 WORKER = """
-import sys, time, torch
+import logging, sys, time, torch
 from hessdepth.data import synthetic_dataset
 from hessdepth.training import TrainConfig, seeded_model, train
+logging.basicConfig(level=logging.INFO)  # training's log lines ("resuming from step ...") on stderr
 torch.set_num_threads(1)
 out, delay = sys.argv[1], float(sys.argv[2])
 model = seeded_model("resnet", 8, width=4, seed=0)

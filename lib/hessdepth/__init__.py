@@ -10,12 +10,12 @@ from .data import (
     DataError,
     balanced_half,
     balanced_subset,
-    dataset_attrs,
     describe_dataset,
     download_cifar10,
     file_md5,
     fixed_batches,
     load_dataset_h5,
+    read_dataset_h5,
     normalize,
     read_cifar_archive,
     synthetic_dataset,
@@ -23,9 +23,11 @@ from .data import (
     write_dataset_h5,
 )
 from .device import choose_device, keep_freed_cpu_memory, machine_description
-from .training import TrainConfig, TrainingDiverged, load_checkpoint, read_curve, seeded_model, train
+from .checkpoints import load_checkpoint, read_curve
+from .snapshots import SnapshotError
+from .training import TrainConfig, TrainingDiverged, seeded_model, train
 from .device import no_tf32
-from .operator import BN_MODES, COMPOSITIONS, HessianOperator, MatrixOperator, OperatorError
+from .operator import BN_MODES, COMPOSITIONS, HessianOperator, LinearOperator, MatrixOperator, Operator, OperatorError
 from .curvature import (
     BlockOperator,
     DifferenceOperator,

@@ -324,12 +324,25 @@ def write_dataset_h5(path: os.PathLike | str, data: CifarData, attrs: dict) -> N
             f[f"{split}/labels"] = getattr(data, f"{split}_labels")
 
 
-def load_dataset_h5(path: os.PathLike | str) -> CifarData:
+def read_dataset_h5(path: os.PathLike | str) -> tuple[CifarData, dict]:
+    """The dataset of a :func:`write_dataset_h5` file, and the attributes that name its data in
+    downstream files: ``dataset``, ``synthetic`` and ``data_sha256``, the digest of its contents
+    (which images, which half). One checked read of the file."""
     names = [f"{s}/{k}" for s in ("train", "test") for k in ("images", "labels")]
     with open_checked(path, datasets=names, attrs=("classes", *_DATASET_ATTRS)) as f:
         arrays = [f[name][()] for name in names]
         classes = read_json_attr(f, "classes")
-    return CifarData(*arrays, classes=list(classes))
+        attrs = {
+            "dataset": str(f.attrs["dataset"]),
+            "synthetic": bool(f.attrs["synthetic"]),
+            "data_sha256": str(f.attrs[DIGEST]),
+        }
+    return CifarData(*arrays, classes=list(classes)), attrs
+
+
+def load_dataset_h5(path: os.PathLike | str) -> CifarData:
+    """The dataset of a :func:`write_dataset_h5` file (:func:`read_dataset_h5` without the attributes)."""
+    return read_dataset_h5(path)[0]
 
 
 def normalize(
@@ -419,14 +432,3 @@ def describe_dataset(path: os.PathLike | str) -> str:
     half = attrs.get("half", "all")
     part = "all training images" if str(half) == "all" else f"class-balanced half {half} of the training images"
     return f"{attrs['source']}{md5}; {part} ({n_train})"
-
-
-def dataset_attrs(path: os.PathLike | str) -> dict:
-    """The attributes that name a dataset file's data, for downstream files: ``dataset``,
-    ``synthetic`` and ``data_sha256``, the digest of its contents (which images, which half)."""
-    with open_checked(path, attrs=("dataset", "synthetic")) as f:
-        return {
-            "dataset": str(f.attrs["dataset"]),
-            "synthetic": bool(f.attrs["synthetic"]),
-            "data_sha256": str(f.attrs[DIGEST]),
-        }

@@ -1,4 +1,5 @@
-"""Device choice, a TF32-off context for exact float32 products on GPUs, and CPU allocator tuning."""
+"""Device choice, deterministic kernels for training, a TF32-off context for exact float32 products
+on GPUs, and CPU allocator tuning."""
 
 from __future__ import annotations
 
@@ -23,6 +24,25 @@ def choose_device(pref: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(pref)!r} requested but CUDA is not available here")
     return device
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels inside the block: all of them on the CPU, cuDNN convolutions on CUDA."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
 @contextlib.contextmanager

@@ -18,12 +18,12 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from tqdm import tqdm
 
-from .operator import OperatorError, multiply_rows
+from .operator import Operator, OperatorError, check_operator, multiply_rows
 from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
 
 
 def _lanczos_lockstep(
-    op, iterations: int, starts: torch.Tensor, tol: float | None = None, on_step: Callable | None = None
+    op: Operator, iterations: int, starts: torch.Tensor, tol: float | None = None, on_step: Callable | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Independent Lanczos runs, one per row of ``starts``, sharing each pass over the data.
 
@@ -67,7 +67,7 @@ def _lanczos_lockstep(
     return [(np.array(a), np.array(b)) for a, b in zip(alphas, betas)]
 
 
-def lanczos(op, iterations: int, v0: torch.Tensor, tol: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def lanczos(op: Operator, iterations: int, v0: torch.Tensor, tol: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``iterations`` Lanczos steps from ``v0`` in float64 with full reorthogonalisation (twice).
 
     Products go through the operator's dtype (v converted to it and back); the basis lives on
@@ -75,6 +75,7 @@ def lanczos(op, iterations: int, v0: torch.Tensor, tol: float | None = None) -> 
     ``beta`` (m-1,); on breakdown (an off-diagonal below ``tol`` times the running norm of T,
     default 100 machine epsilons of the operator's dtype) both are shorter.
     """
+    check_operator(op)
     v0 = torch.as_tensor(v0)
     return _lanczos_lockstep(op, iterations, v0.reshape(1, -1), tol)[0]
 
@@ -131,7 +132,7 @@ def _padded_row(alpha: np.ndarray, beta: np.ndarray, iterations: int, seconds: f
 
 
 def slq(
-    op,
+    op: Operator,
     iterations: int = 90,
     probes: int = 10,
     seed: int = 0,
@@ -153,6 +154,7 @@ def slq(
     :func:`lockstep_block`); results equal one-at-a-time up to rounding (bitwise, with a
     shared-graph operator on the CPU). ``progress`` shows a tqdm bar of Lanczos steps on stderr.
     """
+    check_operator(op)
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
     if not indices:
         raise ValueError(f"need at least one probe, got indices={indices}")

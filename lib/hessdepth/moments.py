@@ -16,7 +16,7 @@ from scipy.special import ndtri
 from tqdm import tqdm
 
 from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
-from .operator import multiply_rows
+from .operator import Operator, check_operator, multiply_rows
 
 STATS = ("mean", "std", "skewness", "kurtosis")
 CI_METHODS = ("bootstrap", "delta")
@@ -43,7 +43,7 @@ class HutchinsonResult:
 
 
 def hutchinson_moments(
-    op,
+    op: Operator,
     probes: int = 64,
     seed: int = 0,
     *,
@@ -58,6 +58,7 @@ def hutchinson_moments(
     row})``, ``block`` (probes through ``op.matmat`` together) and ``progress`` work as in
     :func:`hessdepth.slq`.
     """
+    check_operator(op)
     indices = list(range(probes)) if indices is None else [int(i) for i in indices]
     if not indices:
         raise ValueError(f"need at least one probe, got indices={indices}")

@@ -2,15 +2,16 @@
 
 Vectors are 1-D tensors over all parameters, flattened in ``model.parameters()`` order.
 :class:`HessianOperator` is the network's Hessian; :class:`MatrixOperator` wraps an explicit
-matrix (tests, synthetic spectra). Lanczos and the moment estimators accept any object with
-``matvec``, ``num_params``, ``device`` and ``dtype`` (``matmat`` is used when present).
+matrix (tests, synthetic spectra). Lanczos and the moment estimators accept any
+:class:`Operator`: ``num_params``, ``device``, ``dtype``, ``matvec`` and ``matmat``; subclass
+:class:`LinearOperator` to get ``matmat`` (a ``matvec`` per row) and the operator checks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +35,41 @@ class OperatorError(RuntimeError):
     """The operator is not one fixed symmetric linear map, or it produced NaN/Inf."""
 
 
+@runtime_checkable
+class Operator(Protocol):
+    """What Lanczos and the moment estimators need: a fixed symmetric linear map on vectors of
+    ``num_params`` entries, computed on ``device`` in ``dtype``. An operator may also say, with
+    a ``shares_graphs`` attribute, that its matmat rows share each batch's graphs
+    (:func:`~hessdepth.probes.lockstep_block` then runs probes in lockstep)."""
+
+    num_params: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """The operator times ``v`` (n,)."""
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """The operator times each row of ``V`` (k, n)."""
+
+
+def check_operator(op) -> None:
+    """Raise TypeError, saying what is missing, unless ``op`` is an :class:`Operator`."""
+    if not isinstance(op, Operator):
+        missing = [name for name in ("num_params", "device", "dtype", "matvec", "matmat") if not hasattr(op, name)]
+        raise TypeError(
+            f"{type(op).__name__} is not a hessdepth operator: it lacks {', '.join(missing)}. Subclass "
+            "hessdepth.LinearOperator (set num_params, device, dtype; define matvec) or wrap a matrix in MatrixOperator"
+        )
+
+
 class LinearOperator:
     """Base class: subclasses set ``num_params``, ``device``, ``dtype`` and define ``matvec``."""
 
     num_params: int
     device: torch.device
     dtype: torch.dtype
+    shares_graphs: bool = False  # whether matmat's rows share each batch's graphs (see Operator)
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -111,10 +141,9 @@ class MatrixOperator(LinearOperator):
         return self.matmat(v[None])[0]
 
 
-def multiply_rows(op: LinearOperator, V: torch.Tensor) -> torch.Tensor:
+def multiply_rows(op: Operator, V: torch.Tensor) -> torch.Tensor:
     """H times each row of ``V`` (k, n), computed in the operator's dtype, returned in float64:
-    one ``op.matmat`` for k > 1, one ``op.matvec`` for a single row. ``op`` is any
-    :class:`LinearOperator` (whose ``matmat`` defaults to a ``matvec`` per row)."""
+    one ``op.matmat`` for k > 1, one ``op.matvec`` for a single row."""
     X = V.to(op.dtype)
     return (op.matmat(X) if len(X) > 1 else op.matvec(X[0])[None]).double()
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from . import training
+from . import checkpoints
 from .atomic import atomic_path
 from .h5io import OutputError, open_checked
 from .summary import (
@@ -402,7 +402,7 @@ def gauss_newton_figure(by_model: Sequence[dict], confidence: float, suffix: str
 # --- figures 5 and 6: training curves --------------------------------------------------------------
 def read_curve(path: os.PathLike | str) -> dict:
     """Training steps, loss and learning rate of a curve file, with its identity."""
-    arrays, attrs = training.read_curve(path)
+    arrays, attrs = checkpoints.read_curve(path)
     missing = [k for k in ("arch", "depth", "synthetic") if k not in attrs]
     if missing:
         raise OutputError(f"{path}: missing attributes {missing}")

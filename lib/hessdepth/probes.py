@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .operator import Operator
+
 PROBE_KINDS = ("rademacher", "gaussian")
 # Probes per pass over the data. "auto": all probes in lockstep (as many as LOCKSTEP_MEMORY_GB of
 # Lanczos bases allow) when the operator's matmat shares each batch's first-order graph among its
@@ -20,12 +22,12 @@ DEFAULT_BLOCK = "auto"
 LOCKSTEP_MEMORY_GB = 4.0
 
 
-def lockstep_block(op, probes: int, block: int | str = DEFAULT_BLOCK, bytes_per_probe: int = 0) -> int:
+def lockstep_block(op: Operator, probes: int, block: int | str = DEFAULT_BLOCK, bytes_per_probe: int = 0) -> int:
     """How many probes to run through one pass over the data: ``block`` itself, or for "auto"
     ``probes`` (at most as many as ``LOCKSTEP_MEMORY_GB`` holds at ``bytes_per_probe``) when the
     operator shares graphs among a matmat's rows, else 1."""
     if block == "auto":
-        if not getattr(op, "shares_graphs", False):
+        if not getattr(op, "shares_graphs", False):  # optional for an Operator
             return 1
         fits = int(LOCKSTEP_MEMORY_GB * 2**30 // bytes_per_probe) if bytes_per_probe else probes
         return max(1, min(probes, fits))

@@ -58,17 +58,10 @@ def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(c for n in names for c in (n, f"{n}_lo", f"{n}_hi"))
 
 
+# what names a run (model, seed, step) in every per-run table
+RUN_COLUMNS = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged", "bn_mode")
 COLUMNS = (
-    "dataset",
-    "synthetic",
-    "model",
-    "arch",
-    "depth",
-    "seed",
-    "step",
-    "n_params",
-    "diverged",
-    "bn_mode",
+    *RUN_COLUMNS,
     *METRICS,
     *RITZ,
     *KERNEL,
@@ -89,19 +82,7 @@ GN_PARTS = ("hessian", "gauss_newton")
 BLOCK_COLUMNS = tuple(f"block_{b}_{s}" for b in BLOCKS for s in TAIL_STATS)
 GN_COLUMNS = tuple(f"{p}_{s}" for p in GN_PARTS for s in TAIL_STATS)
 CURVATURE_STAT_COLUMNS = BLOCK_COLUMNS + GN_COLUMNS
-CURVATURE_COLUMNS = (
-    "dataset",
-    "synthetic",
-    "model",
-    "arch",
-    "depth",
-    "seed",
-    "step",
-    "n_params",
-    "diverged",
-    "bn_mode",
-    *_with_interval(CURVATURE_STAT_COLUMNS),
-)
+CURVATURE_COLUMNS = (*RUN_COLUMNS, *_with_interval(CURVATURE_STAT_COLUMNS))
 CURVATURE_BY_MODEL_COLUMNS = by_model_columns(CURVATURE_STAT_COLUMNS)
 
 

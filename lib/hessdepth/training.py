@@ -1,35 +1,24 @@
-"""SGD training of the CIFAR nets: checkpoints, a training curve, exact resume, NaN handling.
+"""SGD training of the CIFAR nets: the loop, with checkpoints, a curve, snapshots and NaN handling.
 
 The recipe is He et al. (2016, section 4.2), the same for ``resnet`` and ``simple`` nets:
 batch 128, SGD with momentum 0.9, weight decay 1e-4 on every parameter (BatchNorm included),
 lr 0.1 divided by 10 at 50% and 75% of the steps (their 32k and 48k of 64k), optional linear
-warm-up, 4-pixel zero-padded random crops and horizontal flips. Ghorbani et al. train the
-same way for 100k steps.
+warm-up, 4-pixel zero-padded random crops and horizontal flips (:mod:`.batches`). Ghorbani
+et al. train the same way for 100k steps. The model's initial weights are the caller's: build
+them with :func:`seeded_model`.
 
-Sampling: epoch permutations of the training set from a CPU ``torch.Generator`` seeded by
-``seed`` (an epoch's remainder smaller than a batch is skipped); the crop offsets and flips
-come from the same generator. The model's initial weights are the caller's: build them with
-:func:`seeded_model`.
-
-Outputs (layouts in docs/ARCHITECTURE.md):
-- checkpoint per requested step: parameters and BN buffers after that many updates, with
-  ``train_loss/train_acc`` on the whole un-augmented training set and ``test_loss/test_acc``
-  on the test set, both with eval-mode BatchNorm;
-- curve: the mean loss/accuracy of the training batches (augmented, train-mode BN) over every
-  ``log_every`` steps, and the checkpoints' test metrics;
-- snapshot (``torch.save``, every ``snapshot_every`` steps, removed when training finishes):
-  all state needed to resume, which makes a rerun after a kill bitwise identical on the CPU
-  (same thread count; on CUDA only cuDNN convolutions are made deterministic).
+Outputs: a checkpoint per requested step and the curve (formats in :mod:`.checkpoints`), and a
+snapshot every ``snapshot_every`` steps, removed when training finishes (:mod:`.snapshots`),
+which makes a rerun after a kill bitwise identical on the CPU (same thread count; on CUDA only
+cuDNN convolutions are made deterministic). Progress lines go to this module's logger.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import json
+import logging
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -41,39 +30,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .batches import Sampler, augment
+from .checkpoints import CHECKPOINT_ATTRS, CURVE_DATASETS, model_attrs, write_checkpoint, write_curve
 from .data import CifarData, normalize
-from .atomic import atomic_path, remove_stale_temps
-from .h5io import atomic_h5, open_checked, read_json_attr
-from .models import build_model, count_params, model_id
+from .device import deterministic
+from .models import build_model
+from .snapshots import data_digest, load_snapshot, rng_states, save_snapshot, set_rng_states
 
-SNAPSHOT_FORMAT = 1
-_CHECKPOINT_ATTRS = (
-    "arch",
-    "depth",
-    "width",
-    "num_classes",
-    "model",
-    "step",
-    "seed",
-    "n_params",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "diverged",
-    "diverged_at",
-    "config",
-)
-CURVE_DATASETS = ("train/step", "train/loss", "train/acc", "train/lr", "test/step", "test/loss", "test/acc")
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss, parameters or BN statistics became NaN/Inf (with ``on_divergence="error"``)."""
-
-
-class SnapshotError(RuntimeError):
-    """A snapshot cannot be read or belongs to a different run."""
 
 
 @dataclass
@@ -136,71 +106,6 @@ def seeded_model(arch: str, depth: int, width: int = 16, num_classes: int = 10, 
         return build_model(arch, depth, width, num_classes)
 
 
-def augment(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Random crop of the zero-padded images at ``offsets`` (B, 2) = (row, col) in [0, 2*pad],
-    then a horizontal flip where ``flips`` (B,) is true; one gather for the whole batch."""
-    b, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad))
-    rows = offsets[:, 0, None] + torch.arange(h, device=images.device)
-    cols = torch.arange(w, device=images.device).expand(b, w)
-    cols = offsets[:, 1, None] + torch.where(flips[:, None], w - 1 - cols, cols)
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, h, w)
-
-
-class _Sampler:
-    """Epoch permutations and augmentation draws from one seeded CPU generator."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        if n < batch_size:
-            raise ValueError(f"training set of {n} images is smaller than batch_size {batch_size}")
-        self.n, self.batch_size = n, batch_size
-        self.gen = torch.Generator().manual_seed(seed)
-        self.perm, self.pos = torch.empty(0, dtype=torch.int64), 0
-
-    def indices(self) -> torch.Tensor:
-        if self.pos + self.batch_size > len(self.perm):
-            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
-        self.pos += self.batch_size
-        return self.perm[self.pos - self.batch_size : self.pos]
-
-    def crop_flip(self) -> tuple[torch.Tensor, torch.Tensor]:
-        offsets = torch.randint(0, 9, (self.batch_size, 2), generator=self.gen)
-        return offsets, torch.randint(0, 2, (self.batch_size,), generator=self.gen).bool()
-
-    def state_dict(self) -> dict:
-        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.gen.set_state(state["gen"])
-        self.perm, self.pos = state["perm"], state["pos"]
-
-
-def _log(message: str) -> None:
-    """Training's progress lines: on stderr above the tqdm bar (a logging handler would tear the
-    bar), so a notebook shows them without configuring logging; a workflow job's stderr is its log."""
-    tqdm.write(message, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _deterministic(device: torch.device):
-    """Deterministic kernels while training: all of them on the CPU, cuDNN convolutions on CUDA."""
-    saved = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-    )
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -223,20 +128,6 @@ def evaluate(
     return loss.item() / len(images), float(correct) / len(images)
 
 
-def _model_attrs(model: nn.Module) -> dict:
-    if not all(hasattr(model, a) for a in ("depth", "residual", "width", "fc")):
-        raise TypeError("train() expects a CIFAR net from hessdepth.build_model / seeded_model")
-    arch = "resnet" if model.residual else "simple"
-    return {
-        "arch": arch,
-        "depth": model.depth,
-        "width": model.width,
-        "num_classes": model.fc.out_features,
-        "model": model_id(arch, model.depth),
-        "n_params": count_params(model),
-    }
-
-
 def _checkpoint_plan(steps: Iterable[int], path: Mapping | Callable, total: int) -> dict[int, Path]:
     plan = {}
     for step in sorted(set(steps)):
@@ -248,46 +139,11 @@ def _checkpoint_plan(steps: Iterable[int], path: Mapping | Callable, total: int)
     return plan
 
 
-def _data_digest(data: CifarData) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
-    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
-        digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
-
-
-def _write_checkpoint(path: Path, state: dict[str, torch.Tensor], attrs: dict) -> None:
-    with atomic_h5(path, attrs) as f:
-        for name, tensor in state.items():
-            f.create_dataset(f"state/{name}", data=tensor.numpy())
-
-
-def _write_curve(path: Path, curve: dict[str, list], attrs: dict) -> None:
-    with atomic_h5(path, attrs) as f:
-        for name in CURVE_DATASETS:
-            dtype = np.int64 if name.endswith("step") else np.float64
-            f.create_dataset(name, data=np.asarray(curve[name], dtype=dtype))
-
-
-def _rng_states() -> dict:
-    mt, key, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = (mt, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss)  # weights_only-loadable
-    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-
-
-def _set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    mt, key, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((mt, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(states["python"])
-
-
 class _Run:
-    """The state of one training run and the operations on it (step, evaluate, save, resume)."""
+    """The state of one training run and the operations on it (step, log, checkpoint, snapshot)."""
 
-    def __init__(self, model, data, cfg, plan, curve_path, snapshot_path, seed, device, attrs):
-        self.model, self.cfg, self.plan, self.device = model, cfg, plan, device
-        self.curve_path = Path(curve_path)
-        self.snapshot_path = None if snapshot_path is None else Path(snapshot_path)
+    def __init__(self, model, data, cfg, *, checkpoints: dict[int, Path], seed: int, device, attrs: dict | None):
+        self.model, self.cfg, self.checkpoints, self.device = model, cfg, checkpoints, device
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model.to(device=device, memory_format=self.memory_format).train()
         self.forward = torch.compile(model) if cfg.compile else model
@@ -295,20 +151,20 @@ class _Run:
         self.state = [t for t in model.state_dict().values() if t.is_floating_point()]
         self.state_before = [t.clone() for t in self.state]
         self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.sampler = _Sampler(len(data.train_labels), cfg.batch_size, seed)
+        self.sampler = Sampler(len(data.train_labels), cfg.batch_size, seed)
         self.train_images = torch.from_numpy(data.train_images).to(device)
         self.train_labels = torch.from_numpy(data.train_labels).to(device)
         self.test_images = torch.from_numpy(data.test_images).to(device)
         self.test_labels = torch.from_numpy(data.test_labels).to(device)
-        self.attrs = {**_model_attrs(model), "seed": seed, "config": dataclasses.asdict(cfg), **(attrs or {})}
+        self.attrs = {**model_attrs(model), "seed": seed, "config": dataclasses.asdict(cfg), **(attrs or {})}
         self.identity = {  # what a snapshot must match to be resumed by this run
             "model": self.attrs["model"],
             "width": self.attrs["width"],
             "seed": seed,
             "config": json.dumps(self.attrs["config"]),
             "attrs": json.dumps(attrs or {}, sort_keys=True, default=str),
-            "data": _data_digest(data),
-            "checkpoint steps": sorted(plan),
+            "data": data_digest(data),
+            "checkpoint steps": sorted(checkpoints),
         }
         self.step, self.diverged_at = 0, None
         self.curve = {name: [] for name in CURVE_DATASETS}
@@ -345,16 +201,41 @@ class _Run:
         return True
 
     def log_window(self, seconds: float) -> str:
+        """Add the mean loss and accuracy since the last log to the curve, and log them."""
         loss_sum, correct, batches = self.window
         loss, acc, lr = loss_sum / batches, correct / (batches * self.cfg.batch_size), lr_at(self.cfg, self.step - 1)
         for name, value in (("train/step", self.step), ("train/loss", loss), ("train/acc", acc), ("train/lr", lr)):
             self.curve[name].append(value)
         self.window = [0.0, 0.0, 0]
         speed = batches * self.cfg.batch_size / max(seconds, 1e-9)
-        _log(f"step {self.step}/{self.cfg.steps} lr {lr:.4g} loss {loss:.4f} acc {acc:.4f} ({speed:.0f} img/s)")
+        log.info("step %d/%d lr %.4g loss %.4f acc %.4f (%.0f img/s)", self.step, self.cfg.steps, lr, loss, acc, speed)
         return f"{loss:.4f}"
 
+    def stop_diverged(self, snapshot: Path | None) -> None:
+        """After a non-finite update: raise :class:`TrainingDiverged`, or record where it happened."""
+        lr = lr_at(self.cfg, self.step)
+        if self.cfg.on_divergence == "error":
+            kept = f"; the last good snapshot {snapshot} is kept" if snapshot and snapshot.exists() else ""
+            raise TrainingDiverged(
+                f"training diverged at step {self.step} (lr {lr:g}): NaN/Inf loss, parameters or BN statistics{kept}. "
+                "Lower the learning rate or add warm-up steps, or set on_divergence: record "
+                "to mark the model diverged and go on"
+            )
+        self.diverged_at = self.step
+        log.info(
+            "diverged at step %d (lr %g): NaN/Inf loss, parameters or BN statistics; "
+            "writing the remaining checkpoints with the last finite parameters, marked diverged",
+            self.step,
+            lr,
+        )
+
     # -- checkpoints and curve ---------------------------------------------------------------
+    def _divergence_attrs(self) -> dict:
+        return {
+            "diverged": self.diverged_at is not None,
+            "diverged_at": -1 if self.diverged_at is None else self.diverged_at,
+        }
+
     def write_checkpoint(self, step: int) -> None:
         """Evaluate the current parameters and write them as the checkpoint of ``step``."""
         batch, fmt = self.cfg.eval_batch_size, self.memory_format
@@ -367,83 +248,57 @@ class _Run:
             "train_acc": train_acc,
             "test_loss": test_loss,
             "test_acc": test_acc,
-            "diverged": self.diverged_at is not None,
-            "diverged_at": -1 if self.diverged_at is None else self.diverged_at,
+            **self._divergence_attrs(),
         }
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}
-        _write_checkpoint(self.plan[step], state, attrs)
+        write_checkpoint(self.checkpoints[step], state, attrs)
         self.done[step] = {"state": state, "attrs": attrs}
         for name, value in (("test/step", step), ("test/loss", test_loss), ("test/acc", test_acc)):
             self.curve[name].append(value)
-        _log(
-            f"checkpoint step {step}: train loss {train_loss:.4f} acc {train_acc:.4f}, "
-            f"test loss {test_loss:.4f} acc {test_acc:.4f} -> {self.plan[step]}"
+        log.info(
+            "checkpoint step %d: train loss %.4f acc %.4f, test loss %.4f acc %.4f -> %s",
+            step,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            self.checkpoints[step],
         )
 
-    def write_curve(self) -> None:
-        attrs = {
-            **self.attrs,
-            "step": self.cfg.steps,
-            "diverged": self.diverged_at is not None,
-            "diverged_at": -1 if self.diverged_at is None else self.diverged_at,
-        }
-        _write_curve(self.curve_path, self.curve, attrs)
+    def write_curve(self, path: Path) -> None:
+        write_curve(path, self.curve, {**self.attrs, "step": self.cfg.steps, **self._divergence_attrs()})
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save_snapshot(self) -> None:
-        snapshot = {
-            "format": SNAPSHOT_FORMAT,
-            "identity": self.identity,
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "rng": _rng_states(),
-            "curve": self.curve,
-            "window": self.window,
-            "done": self.done,
-            "threads": torch.get_num_threads(),
-        }
-        with atomic_path(self.snapshot_path) as tmp, open(tmp, "wb") as f:
-            torch.save(snapshot, f)
-            f.flush()
-            os.fsync(f.fileno())
+    def save_snapshot(self, path: Path) -> None:
+        save_snapshot(
+            path,
+            {
+                "identity": self.identity,
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": rng_states(),
+                "curve": self.curve,
+                "window": self.window,
+                "done": self.done,
+            },
+        )
 
-    def resume(self) -> int | None:
+    def resume(self, path: Path) -> int | None:
         """Load the snapshot if there is one; rewrite the checkpoints it has that are missing on disk."""
-        path = self.snapshot_path
-        if path is None:
+        snap = load_snapshot(path, self.identity)
+        if snap is None:
             return None
-        remove_stale_temps(path)  # left by a killed run
-        if not path.exists():
-            return None
-        fix = f"delete it to train from step 0 (rm -f {path})"
-        try:
-            snap = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # any failure to unpickle means the file is unusable
-            raise SnapshotError(f"{path}: unreadable training snapshot ({type(err).__name__}: {err}); {fix}") from err
-        if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError(f"{path}: not a hessdepth training snapshot of format {SNAPSHOT_FORMAT}; {fix}")
-        if snap["identity"] != self.identity:
-            differs = [k for k in self.identity if snap["identity"].get(k) != self.identity[k]]
-            raise SnapshotError(
-                f"{path}: snapshot of a different run (its {', '.join(differs)} differ from "
-                f"this run's); restore the original settings and data, or {fix}"
-            )
-        if snap["threads"] != torch.get_num_threads():
-            _log(
-                f"warning: snapshot made with {snap['threads']} threads, resuming with {torch.get_num_threads()}: "
-                "the result may differ from an uninterrupted run in the last bits"
-            )
         self.model.load_state_dict(snap["model"])
         self.opt.load_state_dict(snap["optimizer"])
         self.sampler.load_state_dict(snap["sampler"])
-        _set_rng_states(snap["rng"])
+        set_rng_states(snap["rng"])
         self.step, self.curve, self.window, self.done = snap["step"], snap["curve"], snap["window"], snap["done"]
         for step, ckpt in self.done.items():
-            if not self.plan[step].exists():
-                _write_checkpoint(self.plan[step], ckpt["state"], ckpt["attrs"])
-        _log(f"resuming from step {self.step} ({path})")
+            if not self.checkpoints[step].exists():
+                write_checkpoint(self.checkpoints[step], ckpt["state"], ckpt["attrs"])
+        log.info("resuming from step %d (%s)", self.step, path)
         return self.step
 
 
@@ -466,90 +321,51 @@ def train(
     ``checkpoint_path[step]`` / ``checkpoint_path(step)``, the curve at the end, and a snapshot
     every ``cfg.snapshot_every`` steps (None: no snapshots). Resumes from an existing snapshot
     made with the same model, seed, config, attrs, data and checkpoint steps (else
-    :class:`SnapshotError`), rewriting any of its checkpoints that are missing on disk.
-    ``attrs`` (e.g. ``{"dataset": ...}``) are added to every output file. The tqdm bar shows
-    only on a terminal; log lines go to stderr. On a NaN/Inf loss, parameter or BN statistic:
-    ``on_divergence="error"`` raises :class:`TrainingDiverged` (snapshot kept); ``"record"``
-    stops and writes the remaining checkpoints with the last finite state, marked
-    ``diverged=True`` with ``diverged_at`` (the step of that state).
+    :class:`~hessdepth.snapshots.SnapshotError`), rewriting any of its checkpoints that are
+    missing on disk. ``attrs`` (e.g. ``{"dataset": ...}``) are added to every output file. The
+    tqdm bar shows only on a terminal; log lines go to ``logging`` (above the bar). On a NaN/Inf
+    loss, parameter or BN statistic: ``on_divergence="error"`` raises :class:`TrainingDiverged`
+    (snapshot kept); ``"record"`` stops and writes the remaining checkpoints with the last
+    finite state, marked ``diverged=True`` with ``diverged_at`` (the step of that state).
     """
     device = torch.device(device)
-    plan = _checkpoint_plan(checkpoint_steps, checkpoint_path, cfg.steps)
-    clash = set(attrs or {}) & set(_CHECKPOINT_ATTRS)
+    checkpoints = _checkpoint_plan(checkpoint_steps, checkpoint_path, cfg.steps)
+    clash = set(attrs or {}) & set(CHECKPOINT_ATTRS)
     if clash:
         raise ValueError(f"attrs may not override the checkpoint attributes {sorted(clash)}")
-    run = _Run(model, data, cfg, plan, curve_path, snapshot_path, seed, device, attrs)
-    with _deterministic(device):
-        resumed_from = run.resume()
-        if 0 in plan and 0 not in run.done:
+    snapshot = None if snapshot_path is None else Path(snapshot_path)
+    run = _Run(model, data, cfg, checkpoints=checkpoints, seed=seed, device=device, attrs=attrs)
+    bar = dict(total=cfg.steps, unit="step", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
+    with deterministic(device), logging_redirect_tqdm():
+        # start: from the last snapshot if there is one; checkpoint 0 is the initial weights
+        resumed_from = run.resume(snapshot) if snapshot else None
+        if 0 in checkpoints and 0 not in run.done:
             run.write_checkpoint(0)
-        bar = tqdm(
-            total=cfg.steps,
-            initial=run.step,
-            unit="step",
-            file=sys.stderr,
-            disable=None if progress else True,
-            dynamic_ncols=True,
-        )
-        tic = time.perf_counter()
-        while run.step < cfg.steps:
-            if not run.train_step():
-                lr = lr_at(cfg, run.step)
-                saved = run.snapshot_path and run.snapshot_path.exists()
-                kept = f"; the last good snapshot {run.snapshot_path} is kept" if saved else ""
-                if cfg.on_divergence == "error":
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"training diverged at step {run.step} (lr {lr:g}): NaN/Inf loss, parameters or "
-                        f"BN statistics{kept}. "
-                        "Lower the learning rate or add warm-up steps, or set on_divergence: record "
-                        "to mark the model diverged and go on"
-                    )
-                run.diverged_at = run.step
-                _log(
-                    f"diverged at step {run.step} (lr {lr:g}): NaN/Inf loss, parameters or BN statistics; "
-                    "writing the remaining checkpoints with the last finite parameters, marked diverged"
-                )
-                break
-            bar.update()
-            if run.step % cfg.log_every == 0:
-                bar.set_postfix(loss=run.log_window(time.perf_counter() - tic))
-                tic = time.perf_counter()
-            if run.step in plan:
-                run.write_checkpoint(run.step)
-            if run.snapshot_path and run.step % cfg.snapshot_every == 0 and run.step < cfg.steps:
-                run.save_snapshot()
-        bar.close()
+        with tqdm(initial=run.step, **bar) as progress_bar:
+            tic = time.perf_counter()
+            while run.step < cfg.steps:
+                # one SGD update; a non-finite one is undone and ends training
+                if not run.train_step():
+                    run.stop_diverged(snapshot)
+                    break
+                progress_bar.update()
+                # the loss of the last log_every steps, checkpoints and snapshots when they are due
+                if run.step % cfg.log_every == 0:
+                    progress_bar.set_postfix(loss=run.log_window(time.perf_counter() - tic))
+                    tic = time.perf_counter()
+                if run.step in checkpoints:
+                    run.write_checkpoint(run.step)
+                if snapshot and run.step % cfg.snapshot_every == 0 and run.step < cfg.steps:
+                    run.save_snapshot(snapshot)
+        # finish: the last partial window, the checkpoints a divergence left unwritten, the curve
         if run.window[2]:
             run.log_window(time.perf_counter() - tic)
-        for step in plan:
+        for step in checkpoints:
             if step not in run.done:
                 run.write_checkpoint(step)
-        run.write_curve()
-    if run.snapshot_path:
-        run.snapshot_path.unlink(missing_ok=True)
-    return TrainResult(run.step, run.diverged_at is not None, run.diverged_at, resumed_from, dict(plan), run.curve_path)
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def load_checkpoint(path: os.PathLike | str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint (in train mode, on ``device``) and return it with its attributes."""
-    with open_checked(path, datasets=("state",), attrs=_CHECKPOINT_ATTRS) as f:
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        attrs["config"] = read_json_attr(f, "config")
-        state = {k: torch.as_tensor(np.asarray(v[()])) for k, v in f["state"].items()}
-    model = build_model(attrs["arch"], int(attrs["depth"]), int(attrs["width"]), int(attrs["num_classes"]))
-    model.load_state_dict(state)
-    return model.to(device), attrs
-
-
-def read_curve(path: os.PathLike | str) -> tuple[dict[str, np.ndarray], dict]:
-    """The curve's arrays (keys as :data:`CURVE_DATASETS`) and its attributes."""
-    with open_checked(path, datasets=CURVE_DATASETS, attrs=("model", "seed", "diverged", "config")) as f:
-        arrays = {name: f[name][()] for name in CURVE_DATASETS}
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        attrs["config"] = read_json_attr(f, "config")
-    return arrays, attrs
+        run.write_curve(Path(curve_path))
+    if snapshot:
+        snapshot.unlink(missing_ok=True)
+    return TrainResult(
+        run.step, run.diverged_at is not None, run.diverged_at, resumed_from, checkpoints, Path(curve_path)
+    )

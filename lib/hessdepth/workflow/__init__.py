@@ -5,31 +5,21 @@ The Snakefile's rules and ``scripts/*.py`` use this subpackage; the library (``h
 never imports it, so a notebook needs none of it (tests/test_architecture.py checks the direction).
 """
 
-from .analysis import (
-    checkpoint_operator,
-    operator_settings,
-    run_block_moments,
-    run_gauss_newton,
-    run_gradnorms,
-    run_lanczos,
-    run_moments,
-)
+from .analysis import ANALYSES, checkpoint_operator, operator_settings, run_analysis, run_gradnorms
 from .config import ConfigError, check_config, coerce_cli_strings, training_class_counts
 from .jobs import rebuild_command, run_identity, run_name, run_time_note, set_rebuild_command, setup_job
 
 __all__ = [
+    "ANALYSES",
     "ConfigError",
     "check_config",
     "checkpoint_operator",
     "coerce_cli_strings",
     "operator_settings",
     "rebuild_command",
-    "run_block_moments",
-    "run_gauss_newton",
+    "run_analysis",
     "run_gradnorms",
     "run_identity",
-    "run_lanczos",
-    "run_moments",
     "run_name",
     "run_time_note",
     "set_rebuild_command",

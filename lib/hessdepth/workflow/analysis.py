@@ -1,8 +1,9 @@
 """The per-checkpoint analyses the workflow runs: SLQ, Hutchinson moments, gradient norms, and
 the Hutchinson moments of parts of the curvature (blocks, Gauss-Newton).
 
-Each ``run_*`` function reads a checkpoint and the dataset, builds the Hessian operator of the
-configured loss, computes, and writes one HDF5 file whose attributes say what it is (model,
+:func:`run_analysis` (one per Hessian rule, by its name) and :func:`run_gradnorms` read a
+checkpoint and the dataset, build the Hessian operator of the configured loss, compute, and
+write one HDF5 file whose attributes say what it is (model,
 step, seed, dataset, BN mode, dtype, settings). Lanczos and Hutchinson save each finished
 probe in a :class:`ProbeStore` beside the output and resume from it after a kill.
 A checkpoint of a diverged model gets an output of NaNs marked ``diverged``, so the rest of the
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ..curvature import GaussNewtonOperator, block
-from ..data import balanced_subset, dataset_attrs, fixed_batches, load_dataset_h5
+from ..data import balanced_subset, fixed_batches, read_dataset_h5
 from ..device import choose_device
 from ..gradnorms import per_variable_norms
 from ..h5io import DIGEST, atomic_h5, check_identity, string_array, write_attrs
@@ -29,7 +30,7 @@ from ..models import resnet_blocks
 from ..moments import hutchinson_moments
 from ..operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
 from ..probestore import ProbeStore
-from ..training import load_checkpoint
+from ..checkpoints import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,9 @@ def checkpoint_operator(
     device = choose_device(device)
     model, attrs = load_checkpoint(checkpoint, device=device)
     check_identity(checkpoint, attrs, expect)
-    attrs["upstream"] = {"checkpoint_sha256": attrs[DIGEST], "data_sha256": dataset_attrs(data)["data_sha256"]}
+    dataset, data_attrs = read_dataset_h5(data)
+    attrs["upstream"] = {"checkpoint_sha256": attrs[DIGEST], "data_sha256": data_attrs["data_sha256"]}
     model = model.to(getattr(torch, dtype))
-    dataset = load_dataset_h5(data)
     images, labels = dataset.train_images, dataset.train_labels
     if samples:
         keep = balanced_subset(labels, samples, subset_seed)
@@ -150,22 +151,8 @@ def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
     return ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**settings, "params": _digest(op.model)})
 
 
-def run_lanczos(
-    checkpoint,
-    data,
-    out,
-    settings: dict,
-    progress: bool = True,
-    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
-    expect: dict | None = None,
-) -> None:
-    """SLQ of one checkpoint: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md.
-    ``expect``: identity the checkpoint must hold (model, seed, step its path stands for)."""
-    out = Path(out)
-    op, ckpt = checkpoint_operator(
-        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, LANCZOS_SETTINGS)
-    )
-    attrs = _output_attrs(op, ckpt, settings)
+def _lanczos(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
+    """SLQ: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md."""
     m, probes = settings["iterations"], settings["probes"]
     if ckpt.get("diverged"):
         log.warning("model diverged: writing a NaN spectrum marked diverged")
@@ -216,147 +203,117 @@ def run_lanczos(
     log.info("wrote %s: %d probes, Lanczos lengths %s", out, probes, sorted(set(steps.tolist())))
 
 
-def run_moments(
-    checkpoint,
-    data,
-    out,
-    settings: dict,
-    progress: bool = True,
-    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
-    expect: dict | None = None,
-) -> None:
-    """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
-    out = Path(out)
-    op, ckpt = checkpoint_operator(
-        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, PROBE_SETTINGS)
-    )
-    attrs = _output_attrs(op, ckpt, settings)
-    probes = settings["probes"]
-    store, checks = None, {}
+def _probe_moments(out: Path, op, ckpt: dict, parts: dict, store_key: dict, probes: int, seed: int, progress: bool):
+    """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
+    ``seed``, and the job's probe store (None for a diverged checkpoint, which gets NaNs).
+    Operator k's probe i is saved in the store as row k * P + i as it finishes."""
     if ckpt.get("diverged"):
         log.warning("model diverged: writing NaN moments marked diverged")
-        values = np.full((probes, 4), np.nan)
-    else:
-        checks = _checked(op)
-        store = _store(out, settings, op)
-        todo = store.missing(range(probes))
-        if todo:
-            hutchinson_moments(
-                op, probes=probes, seed=settings["seed"], indices=todo, callback=store.save, progress=progress
-            )
-        values = np.stack([np.asarray(store.rows[i]["values"]) for i in range(probes)])
-    estimate = values.mean(axis=0)
-    stderr = values.std(axis=0, ddof=1) / np.sqrt(probes)
-    with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": settings["seed"]}) as f:
-        f["probe_values"], f["estimate"], f["stderr"] = values, estimate, stderr
-    if store is not None:
-        store.remove()
-    log.info("wrote %s: (1/n)tr(H^k) = %s +- %s", out, estimate, stderr)
-
-
-def _moments_of_parts(parts: dict, store: ProbeStore, probes: int, seed: int, progress: bool) -> dict:
-    """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
-    ``seed``; operator k's probe i is saved in ``store`` as row k * P + i as it finishes."""
-    for k, op in enumerate(parts.values()):
+        return {name: np.full((probes, 4), np.nan) for name in parts}, None
+    store = _store(out, store_key, op)
+    for k, part in enumerate(parts.values()):
         todo = [i for i in range(probes) if k * probes + i not in store.rows]
         if todo:
             hutchinson_moments(
-                op,
+                part,
                 probes=probes,
                 seed=seed,
                 indices=todo,
                 progress=progress,
                 callback=lambda i, row, k=k: store.save(k * probes + i, row),
             )
-    return {
+    values = {
         name: np.stack([np.asarray(store.rows[k * probes + i]["values"]) for i in range(probes)])
         for k, name in enumerate(parts)
     }
+    return values, store
 
 
-def _run_parts(
-    out: Path,
-    op: HessianOperator,
-    ckpt: dict,
-    settings: dict,
-    parts: dict,
-    checks: dict,
-    progress: bool,
-    part_attrs: dict | None = None,
-) -> None:
-    """One HDF5 group per part A: ``probe_values`` (P, 4) = v'A^k v / n_A, ``estimate``, ``stderr``,
-    attributes ``dimension`` n_A and ``part_attrs[name]``; a diverged checkpoint gets NaNs.
-    Resumes from and then removes the job's probe store."""
+def _write_moments(group, values: np.ndarray) -> None:
+    """``probe_values`` (P, 4), their mean ``estimate`` and its standard error ``stderr``."""
+    group["probe_values"], group["estimate"] = values, values.mean(axis=0)
+    group["stderr"] = values.std(axis=0, ddof=1) / np.sqrt(len(values))
+
+
+def _moments(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
+    """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     probes, seed = settings["probes"], settings["seed"]
-    store = None
-    if ckpt.get("diverged"):
-        log.warning("model diverged: writing NaN moments marked diverged")
-        values = {name: np.full((probes, 4), np.nan) for name in parts}
-    else:
-        store = _store(out, {**settings, "parts": list(parts)}, op)
-        values = _moments_of_parts(parts, store, probes, seed, progress)
-    attrs = {**_output_attrs(op, ckpt, settings), **checks, "probes": probes, "seed_probes": seed, "parts": list(parts)}
-    with atomic_h5(out, attrs) as f:
-        for name, v in values.items():
+    checks = {} if ckpt.get("diverged") else _checked(op)
+    values, store = _probe_moments(out, op, ckpt, {"hessian": op}, settings, probes, seed, progress)
+    with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": seed}) as f:
+        _write_moments(f, values["hessian"])
+    if store is not None:
+        store.remove()
+    log.info("wrote %s: (1/n)tr(H^k) = %s", out, values["hessian"].mean(axis=0))
+
+
+def _parts(out: Path, op, ckpt: dict, attrs: dict, settings: dict, parts: dict, checks: dict, progress: bool) -> None:
+    """One HDF5 group per part A of ``parts`` (name -> (operator, group attributes)):
+    ``probe_values`` (P, 4) = v'A^k v / n_A, ``estimate``, ``stderr``, attributes ``dimension``
+    n_A and the part's own; a diverged checkpoint gets NaNs. Resumes from the job's probe store."""
+    probes, seed = settings["probes"], settings["seed"]
+    operators = {name: part for name, (part, _) in parts.items()}
+    store_key = {**settings, "parts": list(parts)}
+    values, store = _probe_moments(out, op, ckpt, operators, store_key, probes, seed, progress)
+    with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": seed, "parts": list(parts)}) as f:
+        for name, (part, part_attrs) in parts.items():
             group = f.create_group(name)
-            group["probe_values"], group["estimate"] = v, v.mean(axis=0)
-            group["stderr"] = v.std(axis=0, ddof=1) / np.sqrt(probes)
-            write_attrs(group, {"dimension": parts[name].num_params, **(part_attrs or {}).get(name, {})})
+            _write_moments(group, values[name])
+            write_attrs(group, {"dimension": part.num_params, **part_attrs})
     if store is not None:
         store.remove()
     log.info("wrote %s: (1/n)tr(A^k) of %s", out, "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
 
 
-def run_block_moments(
-    checkpoint,
-    data,
-    out,
-    settings: dict,
-    progress: bool = True,
-    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
-    expect: dict | None = None,
-) -> None:
+def _block_moments(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
     """Hutchinson moments of each diagonal block of H by :func:`hessdepth.resnet_blocks` (input,
     stages, classifier), one group per block (its ``prefixes`` in the group's attributes)."""
-    out = Path(out)
-    op, ckpt = checkpoint_operator(
-        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, PROBE_SETTINGS)
-    )
-    blocks = resnet_blocks()
-    parts = {name: block(op, prefixes) for name, prefixes in blocks.items()}
+    parts = {name: (block(op, p), {"prefixes": list(p)}) for name, p in resnet_blocks().items()}
     checks = {} if ckpt.get("diverged") else _checked(op)
-    _run_parts(
-        out,
-        op,
-        ckpt,
-        settings,
-        parts,
-        checks,
-        progress,
-        {name: {"prefixes": list(prefixes)} for name, prefixes in blocks.items()},
-    )
+    _parts(out, op, ckpt, attrs, settings, parts, checks, progress)
 
 
-def run_gauss_newton(
-    checkpoint,
-    data,
-    out,
-    settings: dict,
-    progress: bool = True,
-    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
-    expect: dict | None = None,
-) -> None:
+def _gauss_newton(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
     """Hutchinson moments of the Hessian (group ``hessian``) and of its Gauss-Newton part
     (``gauss_newton``) from the same probes, so that their statistics are paired."""
-    out = Path(out)
-    op, ckpt = checkpoint_operator(
-        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, PROBE_SETTINGS)
-    )
     gn = GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode)
     checks = {}
     if not ckpt.get("diverged"):
         checks = {**_checked(op), **{f"gauss_newton_{k}": v for k, v in _checked(gn).items()}}
-    _run_parts(out, op, ckpt, settings, {"hessian": op, "gauss_newton": gn}, checks, progress)
+    _parts(out, op, ckpt, attrs, settings, {"hessian": (op, {}), "gauss_newton": (gn, {})}, checks, progress)
+
+
+# analysis (a rule's name) -> (its own settings beside the operator's, what computes and writes it)
+ANALYSES = {
+    "lanczos": (LANCZOS_SETTINGS, _lanczos),
+    "moments": (PROBE_SETTINGS, _moments),
+    "block_moments": (PROBE_SETTINGS, _block_moments),
+    "gauss_newton": (PROBE_SETTINGS, _gauss_newton),
+}
+
+
+def run_analysis(
+    analysis: str,
+    checkpoint,
+    data,
+    out,
+    settings: dict,
+    progress: bool = True,
+    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
+    expect: dict | None = None,
+) -> None:
+    """One checkpoint's Hessian ``analysis`` (a key of :data:`ANALYSES`) written to ``out``.
+
+    ``settings`` are the operator's and the analysis's own (a misspelt key is an error);
+    ``expect``: identity the checkpoint must hold (model, seed, step its path stands for).
+    """
+    if analysis not in ANALYSES:
+        raise ValueError(f"unknown analysis {analysis!r}: expected one of {sorted(ANALYSES)}")
+    own, compute = ANALYSES[analysis]
+    op, ckpt = checkpoint_operator(
+        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, own)
+    )
+    compute(Path(out), op, ckpt, _output_attrs(op, ckpt, settings), settings, progress)
 
 
 def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
