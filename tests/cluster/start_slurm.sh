@@ -5,7 +5,9 @@
 # a cluster that is already up is left running.
 #
 # Environment: SLURM_START_TIMEOUT (seconds to wait for the node, default 60),
-#              SLURM_PARTITION (partition name, default "local").
+#              SLURM_PARTITION (partition name, default "local"),
+#              SLURM_NODE_CPUS (job slots, default twice the cores: the test jobs are single-threaded
+#              and spend much of their time starting Python and waiting for the scheduler's poll).
 set -euo pipefail
 
 CONF=/etc/slurm/slurm.conf
@@ -38,7 +40,7 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 # --- slurm.conf -------------------------------------------------------------
-cpus=$(nproc)
+cpus=${SLURM_NODE_CPUS:-$(( 2 * $(nproc) ))}
 mem_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 * 85 / 100 ))
 [ "$mem_mb" -gt 20000 ] && mem_mb=20000
 conf_text="$MARK
@@ -50,6 +52,7 @@ ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+SlurmdParameters=config_overrides
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
