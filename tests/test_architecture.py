@@ -117,3 +117,11 @@ def test_every_hdf5_file_is_as_described(finished_run):
                     assert isinstance(f.get(name), h5py.Group), f"{path}: no group {name}"
                 missing = (names.get("attrs", set()) | every) - set(f.attrs)
                 assert not missing, f"{path}: no attributes {sorted(missing)}"
+
+
+def test_the_rules_and_the_plots_know_the_same_figures():
+    from hessdepth.plots import FIGURES
+
+    for rule_file in ("rules/common.smk", "rules/figures.smk"):
+        named = set(re.findall(r'"(fig\d_\w+)"', (ROOT / rule_file).read_text()))
+        assert named == set(FIGURES), f"{rule_file} names {sorted(named)}; hessdepth.plots draws {FIGURES}"
