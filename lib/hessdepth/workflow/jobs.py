@@ -72,10 +72,11 @@ def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) ->
     slurm_job = os.environ.get("SLURM_JOB_ID")
     allocator = "freed memory kept for reuse" if keep_freed_cpu_memory() else "default"
     logger.info(
-        "job on %s (pid %d%s), torch %s, %d CPU threads, CPU allocator: %s",
+        "job on %s (pid %d%s), hessdepth from %s, torch %s, %d CPU threads, CPU allocator: %s",
         platform.node(),
         os.getpid(),
         f", SLURM_JOB_ID={slurm_job}" if slurm_job else "",
+        Path(__file__).parents[1],
         torch.__version__,
         torch.get_num_threads(),
         allocator,
