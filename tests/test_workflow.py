@@ -99,6 +99,11 @@ def test_every_rule_has_log_and_benchmark(finished_run):
     assert list((finished_run / "benchmarks").rglob("*.tsv"))
 
 
+def test_jobs_use_the_library_beside_the_snakefile(finished_run):
+    """rules/common.smk puts lib/ on every job's PYTHONPATH (e.g. for --sdm conda, or a second checkout)."""
+    assert f"hessdepth from {ROOT / 'lib/hessdepth'}," in (finished_run / "logs/test/prepare_data.log").read_text()
+
+
 def test_nothing_left_to_do_after_a_finished_run(finished_run):
     assert planned_jobs(finished_run) == {}
 
