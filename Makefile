@@ -23,9 +23,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The lint, then the whole test suite, the real-SLURM test included (it needs root to start the cluster).
+# The lint, then the whole test suite, the real-SLURM tests included (they need root to start the
+# cluster). The SLURM tests mostly wait for the scheduler's status poll, so they run beside the
+# others (their own pytest process, its report printed after the others'); one exit status for both.
+SLURM_REPORT = .pytest-slurm.log
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m slurm -p no:cacheprovider > $(SLURM_REPORT) 2>&1 & slurm=$$!; \
+	$(BIN)/python -m pytest -m "not slurm"; rest=$$?; \
+	wait $$slurm; slurm_rc=$$?; \
+	echo "=== the SLURM tests (run beside the others) ==="; cat $(SLURM_REPORT); \
+	exit $$(( rest || slurm_rc ))
 
 # Everything but the SLURM cluster test.
 test-fast: install
