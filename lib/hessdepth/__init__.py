@@ -22,11 +22,10 @@ from .data import (
     training_half,
     write_dataset_h5,
 )
-from .device import choose_device, keep_freed_cpu_memory, machine_description
+from .device import choose_device, keep_freed_cpu_memory, machine_description, no_tf32
 from .checkpoints import load_checkpoint, read_curve
 from .snapshots import SnapshotError
 from .training import TrainConfig, TrainingDiverged, seeded_model, train
-from .device import no_tf32
 from .operator import BN_MODES, COMPOSITIONS, HessianOperator, LinearOperator, MatrixOperator, Operator, OperatorError
 from .curvature import (
     BlockOperator,

@@ -335,23 +335,30 @@ def train(
         raise ValueError(f"attrs may not override the checkpoint attributes {sorted(clash)}")
     snapshot = None if snapshot_path is None else Path(snapshot_path)
     run = _Run(model, data, cfg, checkpoints=checkpoints, seed=seed, device=device, attrs=attrs)
-    bar = dict(total=cfg.steps, unit="step", file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
     with deterministic(device), logging_redirect_tqdm():
         # start: from the last snapshot if there is one; checkpoint 0 is the initial weights
         resumed_from = run.resume(snapshot) if snapshot else None
         if 0 in checkpoints and 0 not in run.done:
             run.write_checkpoint(0)
-        with tqdm(initial=run.step, **bar) as progress_bar:
+        bar = tqdm(
+            total=cfg.steps,
+            initial=run.step,
+            unit="step",
+            file=sys.stderr,
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        )
+        with bar:
             tic = time.perf_counter()
             while run.step < cfg.steps:
                 # one SGD update; a non-finite one is undone and ends training
                 if not run.train_step():
                     run.stop_diverged(snapshot)
                     break
-                progress_bar.update()
+                bar.update()
                 # the loss of the last log_every steps, checkpoints and snapshots when they are due
                 if run.step % cfg.log_every == 0:
-                    progress_bar.set_postfix(loss=run.log_window(time.perf_counter() - tic))
+                    bar.set_postfix(loss=run.log_window(time.perf_counter() - tic))
                     tic = time.perf_counter()
                 if run.step in checkpoints:
                     run.write_checkpoint(run.step)

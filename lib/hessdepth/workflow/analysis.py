@@ -3,8 +3,8 @@ the Hutchinson moments of parts of the curvature (blocks, Gauss-Newton).
 
 :func:`run_analysis` (one per Hessian rule, by its name) and :func:`run_gradnorms` read a
 checkpoint and the dataset, build the Hessian operator of the configured loss, compute, and
-write one HDF5 file whose attributes say what it is (model,
-step, seed, dataset, BN mode, dtype, settings). Lanczos and Hutchinson save each finished
+write one HDF5 file whose attributes say what it is (model, step, seed, dataset, BN mode,
+dtype, settings). Lanczos and Hutchinson save each finished
 probe in a :class:`ProbeStore` beside the output and resume from it after a kill.
 A checkpoint of a diverged model gets an output of NaNs marked ``diverged``, so the rest of the
 workflow goes on and marks it.
@@ -203,14 +203,15 @@ def _lanczos(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: 
     log.info("wrote %s: %d probes, Lanczos lengths %s", out, probes, sorted(set(steps.tolist())))
 
 
-def _probe_moments(out: Path, op, ckpt: dict, parts: dict, store_key: dict, probes: int, seed: int, progress: bool):
+def _probe_moments(out: Path, op, ckpt: dict, parts: dict, settings: dict, progress: bool):
     """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
-    ``seed``, and the job's probe store (None for a diverged checkpoint, which gets NaNs).
-    Operator k's probe i is saved in the store as row k * P + i as it finishes."""
+    ``settings["seed"]``, and the job's probe store (None for a diverged checkpoint, which gets
+    NaNs). Operator k's probe i is saved in the store as row k * P + i as it finishes."""
+    probes, seed = settings["probes"], settings["seed"]
     if ckpt.get("diverged"):
         log.warning("model diverged: writing NaN moments marked diverged")
         return {name: np.full((probes, 4), np.nan) for name in parts}, None
-    store = _store(out, store_key, op)
+    store = _store(out, {**settings, "parts": list(parts)}, op)
     for k, part in enumerate(parts.values()):
         todo = [i for i in range(probes) if k * probes + i not in store.rows]
         if todo:
@@ -239,7 +240,7 @@ def _moments(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: 
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     probes, seed = settings["probes"], settings["seed"]
     checks = {} if ckpt.get("diverged") else _checked(op)
-    values, store = _probe_moments(out, op, ckpt, {"hessian": op}, settings, probes, seed, progress)
+    values, store = _probe_moments(out, op, ckpt, {"hessian": op}, settings, progress)
     with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": seed}) as f:
         _write_moments(f, values["hessian"])
     if store is not None:
@@ -253,8 +254,7 @@ def _parts(out: Path, op, ckpt: dict, attrs: dict, settings: dict, parts: dict, 
     n_A and the part's own; a diverged checkpoint gets NaNs. Resumes from the job's probe store."""
     probes, seed = settings["probes"], settings["seed"]
     operators = {name: part for name, (part, _) in parts.items()}
-    store_key = {**settings, "parts": list(parts)}
-    values, store = _probe_moments(out, op, ckpt, operators, store_key, probes, seed, progress)
+    values, store = _probe_moments(out, op, ckpt, operators, settings, progress)
     with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": seed, "parts": list(parts)}) as f:
         for name, (part, part_attrs) in parts.items():
             group = f.create_group(name)
