@@ -128,6 +128,7 @@ def main() -> None:
         run_name="half 0",
         generator="scripts/evidence_doc.py (make evidence)",
         curvature=tuple(read_csv(p) for p in curvature) or None,
+        hessian_images=config["hessian"]["samples"] or hd.training_set_size(data),
     )
     power = power_section()
     if power:

@@ -22,5 +22,6 @@ text = render_results(
     sources=[os.path.relpath(p, out.parent) for p in tables],
     data_source=hd.describe_dataset(snakemake.input.data),
     curvature=tuple(curvature) or None,
+    hessian_images=snakemake.params.config["hessian"]["samples"] or hd.training_set_size(snakemake.input.data),
 )
 out.write_text(text)

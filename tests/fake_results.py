@@ -94,7 +94,8 @@ def write_checkpoint(path, ident: dict, train_loss: float, diverged: bool = Fals
     metrics = dict(train_loss=train_loss, train_acc=0.5, test_loss=train_loss * 1.2, test_acc=0.4)
     if diverged:
         metrics = dict.fromkeys(metrics, np.nan)
-    with atomic_h5(path, {**ident, **metrics, "diverged": diverged}) as f:
+    config = {"steps": 100, "lr": 0.1, "lr_milestones": [0.5], "lr_decay": 0.1}  # lr at step 10: 0.1
+    with atomic_h5(path, {**ident, **metrics, "diverged": diverged, "config": config}) as f:
         f.create_group("state").create_dataset("fc.weight", data=np.zeros((2, 2)))
 
 

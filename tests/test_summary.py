@@ -20,6 +20,7 @@ from hessdepth.summary import (
     CURVATURE_COLUMNS,
     CURVATURE_STAT_COLUMNS,
     GN_COLUMNS,
+    OUTLIER_COLUMNS,
     STAT_COLUMNS,
     aggregate_by_model,
     aggregate_curvature,
@@ -66,6 +67,16 @@ def test_summary_recovers_true_moments_and_densities(tmp_path):
         assert row["lambda_max"] == pytest.approx(eigs.max(), rel=1e-6)
         assert row["lambda_min"] >= eigs.min() - 1e-9
         assert row["train_loss"] == pytest.approx(0.5 if tail == 2.0 else 0.9)
+        # statistics that do not grow with P: P / kurtosis, lambda_max x lr, the top eigenvalue's share
+        p = row["n_params"]
+        assert row["slq_outliers"] == pytest.approx(p / truth["kurtosis"], rel=1e-6)
+        assert row["hutch_outliers_lo"] == pytest.approx(p / row["hutch_kurtosis_hi"])
+        assert row["hutch_outliers_hi"] == pytest.approx(p / row["hutch_kurtosis_lo"])
+        assert row["lr"] == 0.1 and row["lambda_max_lr"] == pytest.approx(0.1 * eigs.max(), rel=1e-6)
+        squares_hat = p * (row["hutch_std"] ** 2 + row["hutch_mean"] ** 2)
+        assert row["top_share"] == pytest.approx(eigs.max() ** 2 / squares_hat)
+        # the fake's n_params is not len(eigs): the truth is lambda_max^2 / (P mean(lambda^2))
+        assert row["top_share"] == pytest.approx(eigs.max() ** 2 / (p * (eigs**2).mean()), rel=0.5)
     assert summary.rows[1]["slq_kurtosis"] > summary.rows[0]["slq_kurtosis"]
     assert summary.density.shape == (2, 4001)
     spacing = summary.grid[1] - summary.grid[0]
@@ -151,11 +162,15 @@ def test_aggregate_by_model_intervals():
         test_acc=0.0,
         lambda_min=0.0,
         lambda_max=0.0,
+        lr=0.1,
+        lambda_max_lr=0.0,
+        top_share=0.0,
         diverged=False,
     )
     rows = []
     for seed, kurt in enumerate([3.0, 4.0, 8.0]):
-        row = {**base, "seed": seed, **{c: 1.0 for s in STAT_COLUMNS for c in (s, f"{s}_lo", f"{s}_hi")}}
+        stats = STAT_COLUMNS + OUTLIER_COLUMNS
+        row = {**base, "seed": seed, **{c: 1.0 for s in stats for c in (s, f"{s}_lo", f"{s}_hi")}}
         rows.append({**row, "slq_kurtosis": kurt, "slq_kurtosis_lo": kurt - 1, "slq_kurtosis_hi": kurt + 1})
     rows.append({**rows[0], "seed": 3, "diverged": True, "slq_kurtosis": 1e9})
     rows[1]["slq_mean"] = -2.0  # a column that is not log-scaled keeps the arithmetic t-interval
@@ -208,6 +223,8 @@ def run_rows(kurtosis_of_depth, loss_of_depth, seeds=(0, 1, 2), depths=(8, 14, 2
                         slq_kurtosis=kurt,
                         hutch_skewness=kurt / 2,
                         hutch_kurtosis=kurt,
+                        slq_outliers=1000 * depth / kurt,
+                        hutch_outliers=1000 * depth / kurt,
                     )
                 )
     return rows
@@ -260,6 +277,7 @@ def paired_rows(ratio, noise=0.1, seeds=range(4), depths=(8, 14, 20, 26), slq_ra
                         hutch_kurtosis=value,
                         slq_skewness=value / factor * check / 3,
                         slq_kurtosis=value / factor * check,
+                        hutch_outliers=1000 / value,  # one P for every model: the same story as the kurtosis
                     )
                 )
     return rows
@@ -355,7 +373,7 @@ def test_replication_section_sets_verdicts_side_by_side():
     same = findings.replication_section(paired_rows(lambda d: 3.0), {"half 1": paired_rows(lambda d: 3.0, seed=1)})
     assert "4 of 4 verdicts agree" in "\n".join(same)
     other = findings.replication_section(paired_rows(lambda d: 3.0), {"half 1": paired_rows(lambda d: 1 / 3)})
-    assert "| 3 | 10 | **holds** | **reversed** | **no** |" in other
+    assert "| 3 | 10 | **holds / P/kurtosis: holds** | **reversed / P/kurtosis: reversed** | **no** |" in other
 
 
 def test_results_document_from_tables(tmp_path):
@@ -385,7 +403,7 @@ def test_results_document_from_tables(tmp_path):
     assert "Synthetic data" in text and "test box" in text and "not recorded" in text
     assert "![fig3_moments](fig3_moments.png)" in text
     # two depths, one seed: no rank correlation decides, and two pairs give an interval too wide
-    assert text.count("**not resolved at this scale**") == 4
+    assert text.count("**not resolved at this scale**") == 4 + 3  # findings 2-4 on P / kurtosis too
     assert "Kurtosis is not excess" in text and findings.BY_MODEL_RULE in text
     assert "| 14 |" in text and "ResNet-14" in text and findings.RULES in text
 

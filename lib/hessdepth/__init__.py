@@ -20,6 +20,7 @@ from .data import (
     read_cifar_archive,
     synthetic_dataset,
     training_half,
+    training_set_size,
     write_dataset_h5,
 )
 from .device import choose_device, keep_freed_cpu_memory, machine_description, no_tf32

@@ -423,6 +423,12 @@ def fixed_batches(
     ]
 
 
+def training_set_size(path: os.PathLike | str) -> int:
+    """The number of training images of a dataset file."""
+    with open_checked(path, attrs=_DATASET_ATTRS) as f:
+        return len(f["train/labels"])
+
+
 def describe_dataset(path: os.PathLike | str) -> str:
     """What a dataset file holds, by file name and checksum: safe to publish (no machine paths)."""
     with open_checked(path, attrs=_DATASET_ATTRS) as f:

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from .models import build_model, count_params
 from .statistics import POWER, PairedComparison, paired_comparison
 from .summary import BLOCKS, BY_MODEL_RULE, GN_PARTS, model_label, scale_of
 
@@ -51,6 +52,16 @@ where the two disagree.
    The same paired rule, pairing simple-d with ResNet-d' of the same seed, d' = 2d-2 or 2d+4
    (n' = 2n or 2n+1 blocks per stage), wherever both were trained.
 
+Findings 2-4 are decided again on a statistic that does not grow with the parameter count P:
+the effective number of outliers P / kurtosis = (sum (lambda-mu)^2)^2 / sum (lambda-mu)^4 (a
+spectrum of k equal outliers over a small bulk has about k; kurtosis itself grows like P at a
+fixed k, so deeper nets, and a ResNet twice as deep, have larger kurtosis by construction).
+Heavier tails are fewer effective outliers: finding 2 *holds* on it when it falls with depth
+(Spearman rho < 0, p < ALPHA) and is *reversed* when it rises; findings 3 and 4 *hold* when the
+{1 - ALPHA:.0%} interval of the paired log-ratio log(ResNet / simple) of it lies above 0 and are
+*reversed* when below. Same depth means the same P (the two architectures have one parameter
+list), so finding 3 on it is finding 3 on the kurtosis; finding 4 is where the two can differ.
+
 Spearman p-values are two-sided and come from permuting the values against depth: all
 orderings when there are at most {N_PERMUTATIONS}, else {N_PERMUTATIONS} random ones (seed 0).
 Ties (several seeds at one depth) get mean ranks; values are compared at 12 significant digits.
@@ -74,6 +85,7 @@ class Verdict:
     step: int
     verdict: str
     evidence: str
+    invariant: str = ""  # the verdict on the effective number of outliers (findings 2-4)
 
 
 @dataclass
@@ -166,10 +178,19 @@ def _with_check(finding: int, step: int, judge) -> Verdict:
     return Verdict(finding, step, verdict, evidence)
 
 
+def _with_invariant(verdict: Verdict, invariant: str, evidence: str) -> Verdict:
+    verdict.invariant = invariant
+    verdict.evidence += f" Effective outliers P/kurtosis ({ESTIMATOR_NAMES[PRIMARY]}): {evidence}"
+    return verdict
+
+
 def tails_verdict(rows: Sequence[dict], step: int) -> Verdict:
     """Finding 2 from the per-run table at ``step``."""
     simple = [r for r in _at(rows, step, "simple") if not r["diverged"]]
-    return _with_check(2, step, lambda e: _tails_direction(simple, e))
+    verdict = _with_check(2, step, lambda e: _tails_direction(simple, e))
+    corr = spearman([r["depth"] for r in simple], [r[f"{PRIMARY}_outliers"] for r in simple])
+    invariant = {-1: HOLDS, 1: REVERSED}.get(corr.direction(), UNRESOLVED)
+    return _with_invariant(verdict, invariant, f"vs depth {corr}.")
 
 
 def _pairs(rows: Sequence[dict], step: int, partner) -> list[tuple[dict, dict]]:
@@ -194,6 +215,13 @@ def _paired_direction(pairs: Sequence[tuple[dict, dict]], estimator: str) -> tup
     return verdict, "; ".join(f"{stat} simple/ResNet {c}" for stat, c in results.items())
 
 
+def _paired_outliers(verdict: Verdict, pairs: Sequence[tuple[dict, dict]]) -> Verdict:
+    both = np.array([(r[f"{PRIMARY}_outliers"], s[f"{PRIMARY}_outliers"]) for s, r in pairs]).reshape(-1, 2)
+    result = paired_comparison(both[:, 0], both[:, 1], "log", 1 - ALPHA)
+    invariant = {1: HOLDS, -1: REVERSED}.get(result.direction, UNRESOLVED)
+    return _with_invariant(verdict, invariant, f"ResNet/simple {result}.")
+
+
 def _pair_names(pairs: Sequence[tuple[dict, dict]]) -> str:
     names = sorted({(s["depth"], r["depth"]) for s, r in pairs})
     return ", ".join(f"{model_label('simple', a)}/{model_label('resnet', b)}" for a, b in names) or "none"
@@ -204,7 +232,7 @@ def residual_verdict(rows: Sequence[dict], step: int) -> Verdict:
     pairs = _pairs(rows, step, lambda d: [d])
     verdict = _with_check(3, step, lambda e: _paired_direction(pairs, e))
     verdict.evidence = f"depths {sorted({s['depth'] for s, _ in pairs}) or 'none'}. " + verdict.evidence
-    return verdict
+    return _paired_outliers(verdict, pairs)
 
 
 def cross_depth_verdict(rows: Sequence[dict], step: int) -> Verdict:
@@ -212,7 +240,7 @@ def cross_depth_verdict(rows: Sequence[dict], step: int) -> Verdict:
     pairs = _pairs(rows, step, lambda d: [2 * d - 2, 2 * d + 4])
     verdict = _with_check(4, step, lambda e: _paired_direction(pairs, e))
     verdict.evidence = f"{_pair_names(pairs)}. " + verdict.evidence
-    return verdict
+    return _paired_outliers(verdict, pairs)
 
 
 def verdicts(rows: Sequence[dict]) -> list[Verdict]:
@@ -264,6 +292,55 @@ def _moments_table(by_model: Sequence[dict], step: int, estimator: str) -> list[
                 cells.append(_with_interval(row, f"{estimator}_{stat}") if row else "")
         seeds = [models[a, depth]["n_seeds"] if (a, depth) in models else 0 for a in ("resnet", "simple")]
         cells.append(f"{seeds[0]} / {seeds[1]}")
+        body.append(cells)
+    return _table(header, body)
+
+
+PAPER_IMAGES, PAPER_WIDTH, CLASSES = 50_000, 16, 10
+
+
+def regime_section(rows: Sequence[dict], hessian_images: int) -> list[str]:
+    """Images per parameter of each model's Hessian, N(C-1)/P, beside the paper's at its depth."""
+    body = []
+    for arch, depth, p in sorted({(r["arch"], r["depth"], r["n_params"]) for r in rows}):
+        paper_p = count_params(build_model(arch, depth, PAPER_WIDTH))
+        here, paper = hessian_images * (CLASSES - 1) / p, PAPER_IMAGES * (CLASSES - 1) / paper_p
+        body.append(
+            [model_label(arch, depth), f"{p:,}", f"{here:.2f}", f"{paper_p:,}", f"{paper:.2f}", f"{here / paper:.2f}"]
+        )
+    header = ["model", "P", "N(C-1)/P", "paper's P", "paper's N(C-1)/P", "ratio"]
+    return [
+        "## Regime: images per parameter",
+        "",
+        f"The Gauss-Newton part of a Hessian over N images has rank at most N(C-1) (C = {CLASSES} "
+        f"classes). Here N = {hessian_images:,} images in the Hessian; the paper's is over all "
+        f"{PAPER_IMAGES:,} training images of width-{PAPER_WIDTH} nets.",
+        "",
+        *_table(header, body),
+        "",
+    ]
+
+
+INVARIANT_RULE = (
+    "Statistics that do not grow with the parameter count P, per model (seeds averaged as above): the "
+    "effective number of outliers P / kurtosis (Hutchinson; geometric mean, interval from the log "
+    "scale), the sharpness lambda_max x lr (the learning rate in effect at the checkpoint; gradient "
+    "descent is stable below 2, heavy-ball momentum 0.9 below 2(1 + 0.9) = 3.8) and the top "
+    "eigenvalue's share lambda_max^2 / sum(lambda^2) of the squared spectrum."
+)
+
+
+def _invariant_table(by_model: Sequence[dict], step: int) -> list[str]:
+    models = {(r["arch"], r["depth"]): r for r in by_model if r["step"] == step}
+    names = {"hutch_outliers": "P/kurtosis", "lambda_max_lr": "lambda_max x lr", "top_share": "top share"}
+    header = ["depth"] + [f"{arch} {label}" for label in names.values() for arch in ("ResNet", "simple")]
+    body = []
+    for depth in sorted({d for _, d in models}):
+        cells = [str(depth)]
+        for column in names:
+            for arch in ("resnet", "simple"):
+                row = models.get((arch, depth))
+                cells.append(_with_interval(row, column) if row else "")
         body.append(cells)
     return _table(header, body)
 
@@ -408,13 +485,17 @@ def publishable_config(config: dict) -> dict:
     return {**config, "data": data} if "data" in config else dict(config)
 
 
+def _both(v: Verdict) -> str:
+    return f"{v.verdict} / P/kurtosis: {v.invariant}" if v.invariant else v.verdict
+
+
 def replication_section(
     rows: Sequence[dict], replications: dict[str, Sequence[dict]], run_name: str = "this run"
 ) -> list[str]:
     """Verdicts of this run beside those of independent reruns, and whether they agree."""
     runs = {run_name: verdicts(rows), **{name: verdicts(r) for name, r in replications.items()}}
     keys = [(v.finding, v.step) for v in runs[run_name]]
-    by_run = {name: {(v.finding, v.step): v.verdict for v in vs} for name, vs in runs.items()}
+    by_run = {name: {(v.finding, v.step): _both(v) for v in vs} for name, vs in runs.items()}
     body = []
     for key in keys:
         cells = [by_run[name].get(key, "–") for name in runs]
@@ -442,6 +523,7 @@ def render_results(
     run_name: str = "this run",
     generator: str = "scripts/results_doc.py",
     curvature: tuple[Sequence[dict], Sequence[dict]] | None = None,
+    hessian_images: int | None = None,
 ) -> str:
     """The results document (Markdown), from the per-run and per-model tables only.
 
@@ -449,7 +531,8 @@ def render_results(
     ``data_source`` names the data (file name and checksum, never a machine's path);
     ``replications`` maps a name to the per-run table of an independent rerun (other images),
     whose verdicts are set beside these ones (``run_name``'s); ``generator`` names the script;
-    ``curvature`` = (per-run, per-model) curvature tables, when the curvature stages ran.
+    ``curvature`` = (per-run, per-model) curvature tables, when the curvature stages ran;
+    ``hessian_images``: the images of the Hessian, for the images-per-parameter table.
     """
     datasets = sorted({r["dataset"] for r in rows})
     synthetic = any(r["synthetic"] for r in rows)
@@ -486,12 +569,23 @@ def render_results(
         "",
         "</details>",
         "",
+        *(regime_section(rows, hessian_images) if hessian_images else []),
         "## Findings",
         "",
     ]
     lines += _table(
-        ["#", "finding", "step", "verdict", "statistics"],
-        [[v.finding, FINDINGS[v.finding], v.step, f"**{v.verdict}**", v.evidence] for v in verdicts(rows)],
+        ["#", "finding", "step", "verdict", "on P / kurtosis", "statistics"],
+        [
+            [
+                v.finding,
+                FINDINGS[v.finding],
+                v.step,
+                f"**{v.verdict}**",
+                f"**{v.invariant}**" if v.invariant else "–",
+                v.evidence,
+            ]
+            for v in verdicts(rows)
+        ],
     )
     if replications:
         lines += [""] + replication_section(rows, replications, run_name)
@@ -507,6 +601,9 @@ def render_results(
     for step in sorted({r["step"] for r in by_model}):
         for estimator, name in (("slq", "stochastic Lanczos quadrature"), ("hutch", "Hutchinson moments")):
             lines += [f"### Step {step}, {name}", ""] + _moments_table(by_model, step, estimator) + [""]
+    lines += ["## Statistics that do not grow with the parameter count", "", INVARIANT_RULE, ""]
+    for step in sorted({r["step"] for r in by_model}):
+        lines += [f"### Step {step}", ""] + _invariant_table(by_model, step) + [""]
     if curvature:
         lines += curvature_section(*curvature)
     lines += [

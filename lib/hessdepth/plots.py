@@ -24,6 +24,7 @@ from .h5io import OutputError, open_checked
 from .summary import (
     BLOCKS,
     METRICS,
+    SHARPNESS,
     aggregate_by_model,
     aggregate_curvature,
     common_grid,
@@ -518,7 +519,7 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
             spectra, _ = read_spectra(
                 inputs["lanczos"], inputs["moments"], density=params["density"], stats=params["stats"]
             )
-            rows = [{**dict.fromkeys(METRICS, np.nan), **row} for row, _ in spectra]
+            rows = [{**dict.fromkeys(METRICS + SHARPNESS, np.nan), **row} for row, _ in spectra]
             confidence = params["stats"]["confidence"]
             return moments_figure(aggregate_by_model(rows, confidence), confidence, suffix)
         if name in ("fig7_blocks", "fig8_gauss_newton"):

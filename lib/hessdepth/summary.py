@@ -3,7 +3,11 @@
 One row per model x seed x step: the run's identity, its training metrics (from the
 checkpoint), the extreme Ritz values, and mean / std / skewness / kurtosis of the eigenvalue
 distribution with intervals from two independent estimators, stochastic Lanczos quadrature
-(columns ``slq_*``) and Hutchinson's moments (``hutch_*``). Each row also has a
+(columns ``slq_*``) and Hutchinson's moments (``hutch_*``), and statistics that do not grow
+with the parameter count P (:data:`P_INVARIANT`): the effective number of outliers
+P / kurtosis (``*_outliers``), the learning rate at the checkpoint with lambda_max x lr (its
+sharpness against the 2 / lr edge of stability), and lambda_max^2 / sum(lambda^2), the share of
+the squared spectrum in the top eigenvalue (``top_share``). Each row also has a
 std-normalised density on a grid common to all rows (averaged over each grid cell, see
 :func:`cell_density`).
 
@@ -42,6 +46,7 @@ from .models import resnet_blocks
 from .provenance import check_run, read_provenance
 from .moments import quadrature_moments, spectral_stats
 from .statistics import seed_average
+from .training import TrainConfig, lr_at
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,9 @@ KERNEL = ("kernel_width",)
 STATS = ("mean", "std", "skewness", "kurtosis")
 ESTIMATORS = ("slq", "hutch")
 STAT_COLUMNS = tuple(f"{e}_{s}" for e in ESTIMATORS for s in STATS)
+OUTLIER_COLUMNS = tuple(f"{e}_outliers" for e in ESTIMATORS)  # P / kurtosis, with intervals
+SHARPNESS = ("lr", "lambda_max_lr", "top_share")  # per run, no probe interval
+P_INVARIANT = OUTLIER_COLUMNS + SHARPNESS
 
 
 def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
@@ -66,6 +74,8 @@ COLUMNS = (
     *RITZ,
     *KERNEL,
     *_with_interval(STAT_COLUMNS),
+    *SHARPNESS,
+    *_with_interval(OUTLIER_COLUMNS),
 )
 MODEL_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "step", "n_params", "bn_mode")
 
@@ -75,7 +85,7 @@ def by_model_columns(columns: Sequence[str]) -> tuple[str, ...]:
     return (*MODEL_IDENTITY, "diverged", "n_seeds", "n_diverged", "interval", *_with_interval(columns))
 
 
-BY_MODEL_COLUMNS = by_model_columns(METRICS + RITZ + STAT_COLUMNS)
+BY_MODEL_COLUMNS = by_model_columns(METRICS + RITZ + SHARPNESS + STAT_COLUMNS + OUTLIER_COLUMNS)
 TAIL_STATS = ("skewness", "kurtosis")
 BLOCKS = tuple(resnet_blocks())
 GN_PARTS = ("hessian", "gauss_newton")
@@ -87,8 +97,9 @@ CURVATURE_BY_MODEL_COLUMNS = by_model_columns(CURVATURE_STAT_COLUMNS)
 
 
 def scale_of(column: str) -> str:
-    """The scale seeds are averaged on: log for a kurtosis, asinh for a skewness, else linear."""
-    return "log" if column.endswith("kurtosis") else "asinh" if column.endswith("skewness") else "linear"
+    """The scale seeds are averaged on: log for a kurtosis or an effective number of outliers,
+    asinh for a skewness, else linear."""
+    return "log" if column.endswith(("kurtosis", "outliers")) else "asinh" if column.endswith("skewness") else "linear"
 
 
 BY_MODEL_RULE = (
@@ -243,11 +254,32 @@ def read_spectrum(
             row.update(_stats_columns("hutch", probe_values, stats))
         else:
             row["diverged"] = True
+    for e in ESTIMATORS:
+        for end, other in (("", ""), ("_lo", "_hi"), ("_hi", "_lo")):
+            kurtosis = row[f"{e}_kurtosis{other}"]
+            row[f"{e}_outliers{end}"] = row["n_params"] / kurtosis if kurtosis > 0 else np.nan
     return row, np.asarray(dens, dtype=float)
 
 
+def sharpness_columns(row: dict) -> dict:
+    """:data:`SHARPNESS` of a row with ``n_params``, ``lambda_max``, the ``hutch_*`` statistics and
+    ``lr``: lambda_max x lr and lambda_max^2 / sum(lambda^2) (sum from Hutchinson's mean and std).
+    The ``*_outliers`` (P / kurtosis, interval bounds swapped) come with the spectrum."""
+    out = {"lr": row["lr"], "lambda_max_lr": row["lambda_max"] * row["lr"]}
+    squares = row["n_params"] * (row["hutch_std"] ** 2 + row["hutch_mean"] ** 2)
+    out["top_share"] = row["lambda_max"] ** 2 / squares if squares > 0 else np.nan
+    return out
+
+
+def _lr_at_checkpoint(config: dict | None, step: int) -> float:
+    if not config:
+        return np.nan
+    return lr_at(TrainConfig(**config), step)
+
+
 def read_checkpoint_metrics(path: os.PathLike | str) -> dict:
-    """Model, seed, step, training metrics and ``diverged`` of a checkpoint (not its state)."""
+    """Model, seed, step, training metrics, ``diverged`` and the learning rate in effect at the
+    step (``lr``, from the training settings it records) of a checkpoint (not its state)."""
     with open_checked(path, attrs=METRICS + ("diverged",)) as f:
         row = read_identity(f, path, ("model", "seed", "step"))
         row["provenance"] = read_provenance(f, path, "config")
@@ -255,6 +287,7 @@ def read_checkpoint_metrics(path: os.PathLike | str) -> dict:
             row["dataset"] = str(f.attrs["dataset"])
         row.update({k: float(f.attrs[k]) for k in METRICS})
         row["diverged"] = bool(f.attrs["diverged"])
+    row["lr"] = _lr_at_checkpoint(row["provenance"].settings, row["step"])
     return row
 
 
@@ -299,7 +332,8 @@ def summarize(
             raise OutputError(
                 f"{lz} or {mo} holds non-finite values but {ck} did not diverge; {rebuild_hint(f'{lz} {mo}')}"
             )
-        row = {**spectrum, **{k: metrics[k] for k in METRICS + ("diverged",)}}
+        row = {**spectrum, **{k: metrics[k] for k in METRICS + ("diverged", "lr")}}
+        row.update(sharpness_columns(row))
         rows.append({c: row[c] for c in COLUMNS})
         densities.append(dens)
         log.info("%s seed %d step %d: diverged=%s", row["model"], row["seed"], row["step"], row["diverged"])
@@ -360,8 +394,8 @@ def summarize_curvature(
 def aggregate_by_model(
     rows: Sequence[dict],
     confidence: float,
-    stat_columns: Sequence[str] = STAT_COLUMNS,
-    plain_columns: Sequence[str] = METRICS + RITZ,
+    stat_columns: Sequence[str] = STAT_COLUMNS + OUTLIER_COLUMNS,
+    plain_columns: Sequence[str] = METRICS + RITZ + SHARPNESS,
 ) -> list[dict]:
     """One row per (dataset, model, step), seeds averaged by :data:`BY_MODEL_RULE`.
 
