@@ -273,27 +273,22 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(str(c) for c in line) + " |" for line in body]
 
 
-def _moments_table(by_model: Sequence[dict], step: int, estimator: str) -> list[str]:
+def _by_depth_table(by_model: Sequence[dict], step: int, columns: dict[str, str]) -> list[str]:
+    """One line per depth: each column (label ``columns[name]``) for the ResNet and the simple
+    net, seeds averaged, then the seeds each architecture has."""
     models = {(r["arch"], r["depth"]): r for r in by_model if r["step"] == step}
-    header = [
-        "depth",
-        "ResNet skewness",
-        "simple skewness",
-        "ResNet kurtosis",
-        "simple kurtosis",
-        "seeds (ResNet / simple)",
-    ]
+    header = ["depth", *[f"{arch} {label}" for label in columns.values() for arch in ("ResNet", "simple")]]
     body = []
     for depth in sorted({d for _, d in models}):
         cells = [str(depth)]
-        for stat in ("skewness", "kurtosis"):
+        for column in columns:
             for arch in ("resnet", "simple"):
                 row = models.get((arch, depth))
-                cells.append(_with_interval(row, f"{estimator}_{stat}") if row else "")
+                cells.append(_with_interval(row, column) if row else "")
         seeds = [models[a, depth]["n_seeds"] if (a, depth) in models else 0 for a in ("resnet", "simple")]
         cells.append(f"{seeds[0]} / {seeds[1]}")
         body.append(cells)
-    return _table(header, body)
+    return _table([*header, "seeds (ResNet / simple)"], body)
 
 
 PAPER_IMAGES, PAPER_WIDTH, CLASSES = 50_000, 16, 10
@@ -330,19 +325,7 @@ INVARIANT_RULE = (
 )
 
 
-def _invariant_table(by_model: Sequence[dict], step: int) -> list[str]:
-    models = {(r["arch"], r["depth"]): r for r in by_model if r["step"] == step}
-    names = {"hutch_outliers": "P/kurtosis", "lambda_max_lr": "lambda_max x lr", "top_share": "top share"}
-    header = ["depth"] + [f"{arch} {label}" for label in names.values() for arch in ("ResNet", "simple")]
-    body = []
-    for depth in sorted({d for _, d in models}):
-        cells = [str(depth)]
-        for column in names:
-            for arch in ("resnet", "simple"):
-                row = models.get((arch, depth))
-                cells.append(_with_interval(row, column) if row else "")
-        body.append(cells)
-    return _table(header, body)
+INVARIANT_COLUMNS = {"hutch_outliers": "P/kurtosis", "lambda_max_lr": "lambda_max x lr", "top_share": "top share"}
 
 
 def _loss_table(by_model: Sequence[dict]) -> list[str]:
@@ -600,10 +583,14 @@ def render_results(
     ]
     for step in sorted({r["step"] for r in by_model}):
         for estimator, name in (("slq", "stochastic Lanczos quadrature"), ("hutch", "Hutchinson moments")):
-            lines += [f"### Step {step}, {name}", ""] + _moments_table(by_model, step, estimator) + [""]
+            lines += (
+                [f"### Step {step}, {name}", ""]
+                + _by_depth_table(by_model, step, {f"{estimator}_{s}": s for s in ("skewness", "kurtosis")})
+                + [""]
+            )
     lines += ["## Statistics that do not grow with the parameter count", "", INVARIANT_RULE, ""]
     for step in sorted({r["step"] for r in by_model}):
-        lines += [f"### Step {step}", ""] + _invariant_table(by_model, step) + [""]
+        lines += [f"### Step {step}", ""] + _by_depth_table(by_model, step, INVARIANT_COLUMNS) + [""]
     if curvature:
         lines += curvature_section(*curvature)
     lines += [

@@ -4,7 +4,7 @@ One row per model x seed x step: the run's identity, its training metrics (from 
 checkpoint), the extreme Ritz values, and mean / std / skewness / kurtosis of the eigenvalue
 distribution with intervals from two independent estimators, stochastic Lanczos quadrature
 (columns ``slq_*``) and Hutchinson's moments (``hutch_*``), and statistics that do not grow
-with the parameter count P (:data:`P_INVARIANT`): the effective number of outliers
+with the parameter count P: the effective number of outliers
 P / kurtosis (``*_outliers``), the learning rate at the checkpoint with lambda_max x lr (its
 sharpness against the 2 / lr edge of stability), and lambda_max^2 / sum(lambda^2), the share of
 the squared spectrum in the top eigenvalue (``top_share``). Each row also has a
@@ -59,7 +59,6 @@ ESTIMATORS = ("slq", "hutch")
 STAT_COLUMNS = tuple(f"{e}_{s}" for e in ESTIMATORS for s in STATS)
 OUTLIER_COLUMNS = tuple(f"{e}_outliers" for e in ESTIMATORS)  # P / kurtosis, with intervals
 SHARPNESS = ("lr", "lambda_max_lr", "top_share")  # per run, no probe interval
-P_INVARIANT = OUTLIER_COLUMNS + SHARPNESS
 
 
 def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
