@@ -95,7 +95,7 @@ def write_checkpoint(path, ident: dict, train_loss: float, diverged: bool = Fals
     if diverged:
         metrics = dict.fromkeys(metrics, np.nan)
     config = {"steps": 100, "lr": 0.1, "lr_milestones": [0.5], "lr_decay": 0.1}  # lr at step 10: 0.1
-    with atomic_h5(path, {**ident, **metrics, "diverged": diverged, "config": config}) as f:
+    with atomic_h5(path, {"config": config, **ident, **metrics, "diverged": diverged}) as f:
         f.create_group("state").create_dataset("fc.weight", data=np.zeros((2, 2)))
 
 

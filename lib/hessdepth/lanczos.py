@@ -34,20 +34,23 @@ def _lanczos_lockstep(
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     tol = 100 * torch.finfo(op.dtype).eps if tol is None else tol
     k, n = starts.shape
-    basis = torch.zeros(k, iterations, n, dtype=torch.float64, device=op.device)
-    basis[:, 0] = starts.to(op.device, torch.float64)
-    start_norms = basis[:, 0].norm(dim=1, keepdim=True)
+    start_norms = torch.stack([start.to(torch.float64).norm() for start in starts])
     if not (torch.isfinite(start_norms).all() and (start_norms > 0).all()):
         raise ValueError("Lanczos start vectors must be finite and nonzero")
-    basis[:, 0] /= start_norms
+    # One allocation per run: BLAS results can depend on a vector's memory alignment (MKL on AMD
+    # does), so each run's arithmetic is the same as running it alone.
+    basis = [torch.zeros(iterations, n, dtype=torch.float64, device=op.device) for _ in range(k)]
+    for b, start, norm in zip(basis, starts, start_norms):
+        b[0] = start.to(op.device, torch.float64) / norm
     alphas, betas = [[] for _ in range(k)], [[] for _ in range(k)]
     norms = [0.0] * k  # running Gershgorin bound on |T|, the scale of the breakdown test
     live = list(range(k))
     for j in range(iterations):
-        W = multiply_rows(op, basis[live, j])
+        W = multiply_rows(op, torch.stack([basis[p][j] for p in live]))
         still = []
-        for w, p in zip(W, live):
-            Q = basis[p, : j + 1]
+        for row, p in zip(W, live):
+            w = row.clone()  # its own allocation: see the basis above
+            Q = basis[p][: j + 1]
             alphas[p].append(torch.dot(Q[j], w).item())
             for _ in range(2):  # full reorthogonalisation, twice (classical Gram-Schmidt)
                 w -= Q.T @ (Q @ w)
@@ -57,7 +60,7 @@ def _lanczos_lockstep(
             norms[p] = max(norms[p], abs(alphas[p][-1]) + (betas[p][-1] if betas[p] else 0.0) + b)
             if j + 1 < iterations and b > tol * norms[p]:  # else: breakdown, or done
                 betas[p].append(b)
-                basis[p, j + 1] = w / b
+                basis[p][j + 1] = w / b
                 still.append(p)
         if on_step is not None:
             on_step(len(live))
