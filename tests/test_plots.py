@@ -79,8 +79,13 @@ def test_fig3_moments_vs_depth(tmp_path):
     ]
     lanczos, moments = spectra_files(tmp_path, runs, moments=True)
     fig = make_figure("fig3_moments", {"lanczos": lanczos, "moments": moments}, PARAMS)
-    skew_ax, kurt_ax = fig.axes
+    skew_ax, kurt_ax, outliers_ax = fig.axes
     assert skew_ax.get_xlabel() == "depth (layers)" and kurt_ax.get_ylabel().startswith("kurtosis")
+    assert outliers_ax.get_ylabel() == "effective outliers, P / kurtosis"
+    # seeds average on the log scale, so each model's plotted outliers times its kurtosis is its P
+    kurtosis, outliers = ([c.lines[0].get_ydata() for c in ax.containers] for ax in fig.axes[1:])
+    params = [1000 * d for d in (8, 14, 20)] * 2 + [1000 * d for d in (8, 14)] * 2  # ResNets, then simple-20 left out
+    np.testing.assert_allclose(np.concatenate(kurtosis) * np.concatenate(outliers), params)
     assert "diverged" in texts(fig) and "Hutchinson moments" in texts(fig)
     check_saved(fig, tmp_path, "fig3")
 
@@ -153,13 +158,15 @@ def test_fig3_axes_follow_the_statistics_scales():
         for depth, k in ((8, 50.0), (14, 900.0)):
             row = dict(arch=arch, depth=depth, step=10, diverged=False, synthetic=False)
             for est in ("slq", "hutch"):
-                for stat, value in (("skewness", sign * k / 10), ("kurtosis", k)):
+                for stat, value in (("skewness", sign * k / 10), ("kurtosis", k), ("outliers", 1e4 / k)):
                     row.update(
                         {f"{est}_{stat}": value, f"{est}_{stat}_lo": value * 0.9, f"{est}_{stat}_hi": value * 1.1}
                     )
             rows.append(row)
-    skew_ax, kurt_ax = moments_figure(rows, 0.95).axes
-    assert (skew_ax.get_yscale(), kurt_ax.get_yscale()) == ("asinh", "log")
+    scales = [ax.get_yscale() for ax in moments_figure(rows, 0.95).axes]
+    assert scales == ["asinh", "log", "log"]
+    positive = [{**r, "slq_skewness": abs(r["slq_skewness"]), "hutch_skewness": abs(r["hutch_skewness"])} for r in rows]
+    assert moments_figure(positive, 0.95).axes[0].get_yscale() == "log"
 
 
 def part_files(tmp_path, runs, kind):

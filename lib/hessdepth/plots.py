@@ -281,11 +281,26 @@ def _log_if_decades(ax, values: np.ndarray) -> None:
         ax.set_yscale("asinh")
 
 
+# (statistic, y label): skewness on the asinh (signed log) scale, unless all positive; the others on
+# the log scale, where their intervals live (summary.scale_of)
+MOMENT_PANELS = (
+    ("skewness", "skewness"),
+    ("kurtosis", "kurtosis (Gaussian = 3)"),
+    ("outliers", "effective outliers, P / kurtosis"),
+)
+
+
+def _statistic_scale(ax, stat: str, values: np.ndarray) -> None:
+    finite = values[np.isfinite(values)]
+    positive = len(finite) and (finite > 0).all()
+    ax.set_yscale("log" if stat != "skewness" or positive else "asinh")
+
+
 def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = "") -> Figure:
-    fig, axes = _new_figure(ncols=2, width=8.5)
+    fig, axes = _new_figure(ncols=len(MOMENT_PANELS), width=12.0)
     depths = sorted({r["depth"] for r in by_model})
     offset = 0.012 * (max(depths) - min(depths) or 1)  # SLQ left, Hutchinson right of the depth
-    for ax, stat in zip(axes, ("skewness", "kurtosis")):
+    for ax, (stat, label) in zip(axes, MOMENT_PANELS):
         values = []
         for arch, color in ARCH_COLORS.items():
             rows = sorted((r for r in by_model if r["arch"] == arch), key=lambda r: r["depth"])
@@ -295,9 +310,9 @@ def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = ""
             for r in rows:
                 if r["diverged"]:
                     _mark_diverged(ax, r["depth"], color)
-        _log_if_decades(ax, np.concatenate(values))
+        _statistic_scale(ax, stat, np.concatenate(values))
         ax.set_xlabel("depth (layers)")
-        ax.set_ylabel(stat + (" (Gaussian = 3)" if stat == "kurtosis" else ""))
+        ax.set_ylabel(label)
         ax.set_xticks(depths)
     handles = [Line2D([], [], color=c, lw=2, label="ResNet" if a == "resnet" else a) for a, c in ARCH_COLORS.items()]
     handles += [Line2D([], [], color="0.3", **style) for style in ESTIMATOR_STYLES.values()]
@@ -305,9 +320,9 @@ def moments_figure(by_model: Sequence[dict], confidence: float, suffix: str = ""
     steps = ", ".join(str(s) for s in sorted({r["step"] for r in by_model}))
     _title(
         fig,
-        f"Skewness and kurtosis of the Hessian spectrum vs depth, step {steps}\n"
-        f"error bars: {100 * confidence:g}% interval of the mean over seeds, on the log (kurtosis) and "
-        f"asinh (skewness) scales (one seed: over probes)",
+        f"Skewness, kurtosis and effective number of outliers (P / kurtosis, P parameters) vs depth, step {steps}\n"
+        f"error bars: {100 * confidence:g}% interval of the mean over seeds, on each axis's scale "
+        f"(one seed: over probes)",
         any(r["synthetic"] for r in by_model),
         suffix,
     )
