@@ -216,3 +216,50 @@ def test_a_float_where_an_integer_belongs_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "train.steps" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_impossible_settings_are_refused_before_any_job(tmp_path):
+    """Round 3, classes 3 and 5 through the CLI: every problem in one message, nothing run."""
+    overrides = {
+        "dataset": "cifar10",
+        "data": {"archive": str(tmp_path / "no-such.tar.gz"), "md5": None},
+        "train": {"steps": 10**12, "warmup_steps": 2 * 10**12, "lr_milestones": [0.75, 0.5], "log_every": 2 * 10**12},
+        "lanczos": {"iterations": 10**9},
+        "density": {"sigma2": 1e300},
+        "figures": {"curves": [8, 8]},
+    }
+    proc = snakemake(tmp_path / "run", overrides=overrides, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and not (tmp_path / "run/results").exists()
+    for expected in (
+        "train.warmup_steps: 2000000000000 is not shorter than the training",
+        "train.lr_milestones: [0.75, 0.5] must increase",
+        "train.log_every: 2000000000000 is more than train.steps",
+        "figures.curves: [8, 8] asks for the same value twice",
+        "train.steps: 1000000000000 steps of",
+        "lanczos.iterations: 1000000000 is more than the 5,006 parameters of the depth-8 nets",
+        "density.sigma2: 1e+300 makes the kernel",
+        "data.archive: there is no file",
+    ):
+        assert expected in out, expected
+    depth = snakemake(tmp_path / "deep", overrides={"models": {"depths": [8, 14, 6000000002]}}, check=False)
+    assert depth.returncode != 0 and not (tmp_path / "deep/results").exists()
+    assert re.search(r"models\.depths: depth 6000000002 needs at least [\d,.]+ TiB of activations", depth.stderr)
+
+
+def test_more_threads_than_cores_are_clamped_with_a_warning(tmp_path):
+    import torch
+
+    from hessdepth.workflow import setup_job
+
+    before, cores = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    try:
+        setup_job(tmp_path / "job.log", threads=10**6)
+        assert torch.get_num_threads() == cores
+    finally:
+        torch.set_num_threads(before)
+        sys.stderr = sys.__stderr__
+    assert (
+        f"threads: 1000000 asked for, but this job may use {cores} cores: using {cores}"
+        in (tmp_path / "job.log").read_text()
+    )

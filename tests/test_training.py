@@ -307,3 +307,13 @@ def test_throughput_switches_keep_the_computation(tmp_path, tiny):
     for key, value in states["base"].items():  # same maths, other kernels: equal up to rounding
         torch.testing.assert_close(states["channels_last"][key], value, rtol=1e-3, atol=1e-3)
         torch.testing.assert_close(states["bf16"][key].float(), value.float(), rtol=0.1, atol=0.05)
+
+
+@pytest.mark.parametrize("width", [2, 4, 16])
+def test_parameter_count_without_building_is_the_built_models(width):
+    import hessdepth as hd
+
+    for depth in (8, 14, 20, 44):
+        for arch in ("resnet", "simple"):
+            assert hd.parameter_count(depth, width) == hd.count_params(hd.build_model(arch, depth, width))
+    assert hd.parameter_count(20, 16) == 269_722  # the paper's ResNet-20 (He et al.: 0.27M)

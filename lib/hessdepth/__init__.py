@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .models import build_model, count_params, model_id, parse_model_id, resnet_blocks
+from .models import build_model, count_params, model_id, parameter_count, parse_model_id, resnet_blocks
 from .h5io import OutputError
 from .probestore import ProbeStore
 from .data import (

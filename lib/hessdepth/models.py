@@ -133,3 +133,13 @@ def resnet_blocks() -> dict[str, tuple[str, ...]]:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(depth: int, width: int = 16, num_classes: int = 10) -> int:
+    """Parameters of :func:`build_model` (either arch: the shortcuts have none), without building it."""
+    n = check_depth(depth)
+    total = 3 * width * 9 + 2 * width + 4 * width * num_classes + num_classes  # conv1, bn1, fc
+    for c_in, c in ((width, width), (width, 2 * width), (2 * width, 4 * width)):
+        total += 9 * c_in * c + 9 * c * c + 4 * c  # the stage's first block (two convs, two BNs)
+        total += (n - 1) * (18 * c * c + 4 * c)  # its other blocks
+    return total

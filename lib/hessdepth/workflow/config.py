@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 import yaml
 
 from ..data import CIFAR10_TRAIN_IMAGES
-from ..models import check_depth
+from ..models import check_depth, parameter_count
 
 
 class ConfigError(ValueError):
@@ -119,6 +120,102 @@ def _cross_key_problems(config: dict) -> list[str]:
     lo, hi = config["density"]["grid_range"]
     if lo >= hi:
         problems.append(f"density.grid_range: lower end {lo} must be below upper end {hi}")
+    return problems
+
+
+def _schedule_problems(config: dict) -> list[str]:
+    """A training schedule that cannot be what was meant, and figures that ask for a thing twice."""
+    train, figures, problems = config["train"], config["figures"], []
+    steps = train["steps"]
+    if train["warmup_steps"] >= steps:
+        problems.append(
+            f"train.warmup_steps: {train['warmup_steps']} is not shorter than the training (train.steps = {steps}), "
+            f"so the learning rate never reaches train.lr; lower it below {steps} (0: no warm-up)"
+        )
+    milestones = train["lr_milestones"]
+    if any(b <= a for a, b in zip(milestones, milestones[1:])):
+        problems.append(
+            f"train.lr_milestones: {milestones} must increase (fractions of train.steps at which lr is "
+            f"multiplied by lr_decay); write {sorted(set(milestones))}"
+        )
+    if train["log_every"] > steps:
+        problems.append(
+            f"train.log_every: {train['log_every']} is more than train.steps = {steps}, so the training curve "
+            f"would have no point; lower it to at most {steps}"
+        )
+    for where, values in (
+        ("figures.depth_densities.depths", figures["depth_densities"]["depths"]),
+        ("figures.densities_steps.steps", figures["densities_steps"]["steps"]),
+        ("figures.curves", figures["curves"]),
+    ):
+        if len(set(values)) < len(values):
+            problems.append(f"{where}: {values} asks for the same value twice; give different ones")
+    return problems
+
+
+# Past any machine: a run whose estimated job memory or time is beyond these is refused before any
+# job. The estimates are lower bounds, so only what no machine can run is refused.
+MAX_JOB_BYTES = 4 * 2**40  # 4 TiB
+MAX_JOB_SECONDS = 365 * 86400  # a year
+GPU_SECONDS_PER_IMAGE_LAYER = 4e-6  # ResNet-20 training on a recent GPU (rules/common.smk's runtime requests)
+SIGMA2_MAX = 1e-2  # density.sigma2: the kernel s.d. is sqrt(sigma2 * max(1, lambda_max - lambda_min))
+
+
+def _sizes(n: float, unit: str) -> str:
+    return f"{n / 2**40:,.3g} TiB" if unit == "bytes" else f"{n / (365 * 86400):,.3g} years"
+
+
+def _scale_problems(config: dict) -> list[str]:
+    """Sizes past any machine, a Lanczos run longer than the operator, a kernel wider than any
+    spectrum, and an archive that is not there."""
+    models, train, lanczos, problems = config["models"], config["train"], config["lanczos"], []
+    width, batch = models["width"], train["batch_size"]
+    depths = [d for d in models["depths"] if (d - 2) % 6 == 0 and d >= 8]
+    if not depths:
+        return problems
+    deepest = max(depths)
+    activations = batch * (deepest / 3) * width * 32 * 32 * 4  # the first stage's float32 outputs alone
+    if activations > MAX_JOB_BYTES:
+        problems.append(
+            f"models.depths: depth {deepest} needs at least {_sizes(activations, 'bytes')} of activations to "
+            f"train on batches of {batch} (its first stage's outputs alone), past any machine "
+            f"({_sizes(MAX_JOB_BYTES, 'bytes')}); use a smaller depth, width or batch"
+        )
+        return problems  # the estimates below would be as far past
+    seconds = train["steps"] * batch * deepest * GPU_SECONDS_PER_IMAGE_LAYER
+    if seconds > MAX_JOB_SECONDS:
+        problems.append(
+            f"train.steps: {train['steps']} steps of {batch} images through {deepest} layers take about "
+            f"{_sizes(seconds, 'seconds')} on a GPU ({GPU_SECONDS_PER_IMAGE_LAYER:g} s per image and layer), "
+            "past any machine; train for fewer steps"
+        )
+    smallest, largest = parameter_count(min(depths), width), parameter_count(deepest, width)
+    if lanczos["iterations"] > smallest:
+        problems.append(
+            f"lanczos.iterations: {lanczos['iterations']} is more than the {smallest:,} parameters of the "
+            f"depth-{min(depths)} nets (a Lanczos run finds at most as many eigenvalues as the operator has "
+            f"dimensions); use at most {smallest:,} (paper: about 90)"
+        )
+    in_lockstep = lanczos["block"] if isinstance(lanczos["block"], int) else 1
+    basis = in_lockstep * lanczos["iterations"] * largest * 8
+    if basis > MAX_JOB_BYTES:
+        problems.append(
+            f"lanczos.iterations: {in_lockstep} Lanczos bases of {lanczos['iterations']} float64 vectors of the "
+            f"depth-{deepest} nets' {largest:,} parameters take {_sizes(basis, 'bytes')}, past any machine; "
+            "use fewer iterations (or a smaller lanczos.block)"
+        )
+    sigma2 = config["density"]["sigma2"]
+    if sigma2 > SIGMA2_MAX:
+        problems.append(
+            f"density.sigma2: {sigma2:g} makes the kernel (s.d. sqrt(sigma2 * max(1, spectrum width))) as wide as "
+            f"the spectra it smooths; use at most {SIGMA2_MAX:g} (paper: 1e-5), or density.spacing_factor"
+        )
+    archive = config["data"]["archive"]
+    if config["dataset"] == "cifar10" and archive is not None and not Path(archive).is_file():
+        problems.append(
+            f"data.archive: there is no file {archive!r} (relative paths start at the run directory); give the "
+            "path of a cifar-10-python.tar.gz, or null to download it from data.url"
+        )
     return problems
 
 
@@ -237,7 +334,7 @@ def coerce_cli_strings(config, schema: dict, root: dict | None = None):
 def check_config(config: dict, schema: dict) -> None:
     """Raise ConfigError listing every problem of ``config``; return None when it is valid."""
     problems = _schema_problems(config, schema)
-    for check in (_cross_key_problems, _size_problems, _device_problems):
+    for check in (_cross_key_problems, _schedule_problems, _scale_problems, _size_problems, _device_problems):
         try:
             problems += check(config)
         except (KeyError, TypeError, AttributeError, ValueError):

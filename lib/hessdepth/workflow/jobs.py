@@ -66,9 +66,12 @@ def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) ->
         force=True,
     )
     logging.captureWarnings(True)
-    if threads:
-        torch.set_num_threads(threads)
     logger = logging.getLogger(__name__)
+    if threads:
+        cores = len(os.sched_getaffinity(0))
+        if threads > cores:
+            logger.warning("threads: %d asked for, but this job may use %d cores: using %d", threads, cores, cores)
+        torch.set_num_threads(min(threads, cores))
     slurm_job = os.environ.get("SLURM_JOB_ID")
     allocator = "freed memory kept for reuse" if keep_freed_cpu_memory() else "default"
     logger.info(
