@@ -17,6 +17,8 @@ from hessdepth import workflow as wf
 SCHEMA = yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))
 config.update(wf.coerce_cli_strings(config, SCHEMA))  # --config key="{...}" arrives as strings
 wf.check_config(config, SCHEMA)
+if config["data"]["md5"]:  # either case is the same checksum: one spelling, so a case change reruns nothing
+    config["data"]["md5"] = config["data"]["md5"].lower()
 
 DATASET = config["dataset"]
 # Each run (preset) writes under its own name, so presets never overwrite each other's outputs.
@@ -25,8 +27,11 @@ RESULTS = f"results/{RUN}"
 FIGURES_DIR = f"figures/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"
-# What a job's error message tells the user to run to rebuild a damaged or stale file.
-wf.set_rebuild_command(workflow.overwrite_configfiles)
+# What a job's error message tells the user to run to rebuild a damaged or stale file: the run's
+# --configfile and --config options.
+wf.set_rebuild_command(
+    workflow.overwrite_configfiles, wf.coerce_cli_strings(dict(workflow.config_settings.config), SCHEMA)
+)
 SEEDS = config["models"]["seeds"]
 STEPS = sorted(config["train"]["checkpoints"])
 MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["models"]["depths"]]

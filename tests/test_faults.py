@@ -263,3 +263,25 @@ def test_more_threads_than_cores_are_clamped_with_a_warning(tmp_path):
         f"threads: 1000000 asked for, but this job may use {cores} cores: using {cores}"
         in (tmp_path / "job.log").read_text()
     )
+
+
+def test_the_rebuild_hint_keeps_the_config_overrides(finished_run, tmp_path):
+    """A hint from a run with --config carries it: followed word for word, the file is rebuilt
+    with the overridden setting, not the config file's."""
+    workdir = copy_of(finished_run, tmp_path)
+    lanczos = workdir / "results/test/hessian/resnet8/seed0/step10/lanczos.h5"
+    lanczos.unlink()
+    (workdir / "results/test/summary.csv").unlink()
+    summary = "results/test/summary.csv"
+    proc = snakemake(workdir, summary, "--rerun-triggers", "mtime", "--config", "lanczos={iterations: 9}", check=False)
+    log = (workdir / "logs/test/summary.log").read_text()
+    hint = re.search(r"rebuild it with: (rm -f \S+ && snakemake [^\n;]+)", log)
+    assert proc.returncode != 0 and hint, log[-2000:]
+    stale = hint.group(1).split()[2]  # a file made with 8 iterations, which the summary refused
+    assert "--config 'lanczos={iterations: 9}'" in hint.group(1)
+    command = hint.group(1).replace(
+        " snakemake ", f" {sys.executable} -m snakemake --snakefile {ROOT / 'Snakefile'} ", 1
+    )
+    subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True)
+    with h5py.File(workdir / stale) as f:
+        assert f.attrs["iterations"] == 9

@@ -206,6 +206,9 @@ def test_cifar_subset_through_data_archive(tmp_path, subset_archive):
         assert np.bincount(f["train/labels"][()]).tolist() == [500] * 10
     with h5py.File(tmp_path / target) as f:
         assert f.attrs["dataset"] == "cifar10" and np.isfinite(f.attrs["train_loss"])
+    upper = {"dataset": "cifar10", "data": {"archive": str(subset_archive), "md5": SUBSET_MD5.upper()}}
+    dry = snakemake(tmp_path, target, "--dry-run", overrides=upper)
+    assert "Nothing to be done" in dry.stdout + dry.stderr  # the md5's letter case changes no result
 
 
 @pytest.fixture

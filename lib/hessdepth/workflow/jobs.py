@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..device import keep_freed_cpu_memory
 from ..h5io import REBUILD_VARIABLE
@@ -25,16 +27,24 @@ def run_name(configured: str | None, configfiles) -> str:
     return Path(configfiles[-1]).stem if configfiles else DEFAULT_RUN
 
 
-def rebuild_command(configfiles) -> str:
+def rebuild_command(configfiles, overrides: dict | None = None) -> str:
     """The command that rebuilds a file ``{path}`` of this run (for :data:`hessdepth.h5io.REBUILD_VARIABLE`):
-    the target first, since ``--configfile`` takes several values, then the run's own config files."""
-    options = "".join(f" --configfile {_shown_path(f)}" for f in configfiles or ())
-    return "rm -f {path} && snakemake {path} --cores all" + options
+    the target first, since ``--configfile`` and ``--config`` take several values, then the run's
+    own config files and ``--config`` overrides (``key=value`` with the value as YAML; braces
+    doubled, as the template is filled with ``str.format``)."""
+    options = "".join(f" --configfile {shlex.quote(_shown_path(f))}" for f in configfiles or ())
+    if overrides:
+        pairs = (
+            f"{key}={yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()}"
+            for key, value in overrides.items()
+        )
+        options += " --config " + " ".join(shlex.quote(pair.removesuffix("\n...")) for pair in pairs)
+    return "rm -f {path} && snakemake {path} --cores all" + options.replace("{", "{{").replace("}", "}}")
 
 
-def set_rebuild_command(configfiles) -> None:
+def set_rebuild_command(configfiles, overrides: dict | None = None) -> None:
     """Make every rebuild hint of this process and its jobs name :func:`rebuild_command`."""
-    os.environ[REBUILD_VARIABLE] = rebuild_command(configfiles)
+    os.environ[REBUILD_VARIABLE] = rebuild_command(configfiles, overrides)
 
 
 def _shown_path(path) -> str:
