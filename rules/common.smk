@@ -140,9 +140,9 @@ def all_targets():
 
 # --- resources ------------------------------------------------------------------------------
 # Runtime requests grow with the work: image-layer passes times a per-device cost, doubled, plus
-# a fixed start-up allowance. The constants are rough (ResNet-20 training: ~4e-6 s per
-# image-layer on a recent GPU, ~2e-4 s on two CPU cores); sites adjust with --set-resources.
-SECONDS_PER_IMAGE_LAYER = 4e-6 if USE_GPU else 2e-4
+# a fixed start-up allowance. The per-device costs are rough (hessdepth.workflow.config); sites
+# adjust with --set-resources.
+SECONDS_PER_IMAGE_LAYER = wf.SECONDS_PER_IMAGE_LAYER["gpu" if USE_GPU else "cpu"]
 
 
 def runtime_minutes(image_layer_passes):

@@ -157,7 +157,9 @@ def _schedule_problems(config: dict) -> list[str]:
 # job. The estimates are lower bounds, so only what no machine can run is refused.
 MAX_JOB_BYTES = 4 * 2**40  # 4 TiB
 MAX_JOB_SECONDS = 365 * 86400  # a year
-GPU_SECONDS_PER_IMAGE_LAYER = 4e-6  # ResNet-20 training on a recent GPU (rules/common.smk's runtime requests)
+# Rough cost of one image through one layer in training (ResNet-20: a recent GPU, two CPU cores); the
+# runtime requests of rules/common.smk are sized from it too.
+SECONDS_PER_IMAGE_LAYER = {"gpu": 4e-6, "cpu": 2e-4}
 SIGMA2_MAX = 1e-2  # density.sigma2: the kernel s.d. is sqrt(sigma2 * max(1, lambda_max - lambda_min))
 
 
@@ -182,11 +184,11 @@ def _scale_problems(config: dict) -> list[str]:
             f"({_sizes(MAX_JOB_BYTES, 'bytes')}); use a smaller depth, width or batch"
         )
         return problems  # the estimates below would be as far past
-    seconds = train["steps"] * batch * deepest * GPU_SECONDS_PER_IMAGE_LAYER
+    seconds = train["steps"] * batch * deepest * SECONDS_PER_IMAGE_LAYER["gpu"]
     if seconds > MAX_JOB_SECONDS:
         problems.append(
             f"train.steps: {train['steps']} steps of {batch} images through {deepest} layers take about "
-            f"{_sizes(seconds, 'seconds')} on a GPU ({GPU_SECONDS_PER_IMAGE_LAYER:g} s per image and layer), "
+            f"{_sizes(seconds, 'seconds')} on a GPU ({SECONDS_PER_IMAGE_LAYER['gpu']:g} s per image and layer), "
             "past any machine; train for fewer steps"
         )
     smallest, largest = parameter_count(min(depths), width), parameter_count(deepest, width)
