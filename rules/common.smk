@@ -21,12 +21,15 @@ if config["data"]["md5"]:  # either case is the same checksum: one spelling, so 
     config["data"]["md5"] = config["data"]["md5"].lower()
 
 DATASET = config["dataset"]
+DATA_SETTINGS = wf.data_settings(config)  # what data.h5 must be made from; training checks it
 # Each run (preset) writes under its own name, so presets never overwrite each other's outputs.
 RUN = wf.run_name(config["run"], workflow.overwrite_configfiles)
 RESULTS = f"results/{RUN}"
 FIGURES_DIR = f"figures/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"
+if not workflow.dryrun:  # a read-only or unwritable results folder stops the run before any job
+    wf.check_writable([RESULTS, FIGURES_DIR, LOGS, BENCHMARKS])
 # What a job's error message tells the user to run to rebuild a damaged or stale file: the run's
 # --configfile and --config options.
 wf.set_rebuild_command(

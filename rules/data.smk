@@ -30,10 +30,7 @@ rule prepare_data:
     output:
         data_file(),
     params:
-        dataset=DATASET,
-        md5=config["data"]["md5"],
-        half=config["data"]["half"],
-        synthetic=config["data"]["synthetic"],
+        settings=DATA_SETTINGS,
     log:
         f"{LOGS}/prepare_data.log",
     benchmark:

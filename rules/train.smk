@@ -12,6 +12,7 @@ rule train:
         curve=curve_file("{model}", "{seed}"),
     params:
         train=config["train"],
+        data=DATA_SETTINGS,
         width=config["models"]["width"],
         device=config["device"],
         snapshot=lambda wc: snapshot_file(wc.model, wc.seed),

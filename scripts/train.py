@@ -9,7 +9,7 @@ seed = int(snakemake.wildcards.seed)
 settings = dict(snakemake.params.train)
 steps = settings.pop("checkpoints")
 cfg = hd.TrainConfig(**settings)
-data, data_attrs = hd.read_dataset_h5(snakemake.input.data)
+data, data_attrs = hd.read_dataset_h5(snakemake.input.data, expect=snakemake.params.data)
 device = hd.choose_device(snakemake.params.device)
 model = hd.seeded_model(arch, depth, width=snakemake.params.width, num_classes=len(data.classes), seed=seed)
 log.info(

@@ -377,6 +377,25 @@ def test_dataset_h5_round_trip(tmp_path, small):
         load_dataset_h5(tmp_path / "e.h5")
 
 
+def test_dataset_h5_is_checked_against_the_data_settings_it_stands_for(tmp_path, small):
+    made = {"dataset": "cifar10", "half": 0, "md5": "03223099d0e2676ccf4a9d282a75807c"}
+    attrs = {"dataset": "cifar10", "source": "x.tar.gz", "md5": made["md5"], "synthetic": False}
+    write_dataset_h5(tmp_path / "d.h5", small, {**attrs, "settings": made})
+    read_dataset_h5(tmp_path / "d.h5", expect=made)
+    read_dataset_h5(tmp_path / "d.h5", expect={**made, "md5": made["md5"].upper()})  # either case
+    read_dataset_h5(tmp_path / "d.h5", expect={**made, "md5": None})  # no md5 asked: any archive
+    with pytest.raises(
+        OutputError,
+        match=r"d.h5 was made from other data: it holds \{'half': 0\}, the config asks for \{'half': 1\}",
+    ):
+        read_dataset_h5(tmp_path / "d.h5", expect={**made, "half": 1})
+    with pytest.raises(OutputError, match=r"holds \{'dataset': 'cifar10', 'synthetic': 'not recorded'\}, the config"):
+        read_dataset_h5(tmp_path / "d.h5", expect={"dataset": "synthetic", "half": 0, "synthetic": {"seed": 0}})
+    write_dataset_h5(tmp_path / "old.h5", small, attrs)  # no record of its settings: refused, not trusted
+    with pytest.raises(OutputError, match="'not recorded'"):
+        read_dataset_h5(tmp_path / "old.h5", expect=made)
+
+
 def test_normalize_matches_formula():
     images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
     x = normalize(images)

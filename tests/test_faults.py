@@ -12,6 +12,8 @@ import time
 import h5py
 import pytest
 
+import hessdepth as hd
+
 from conftest import ROOT, copy_of, snakemake
 from hessdepth.h5io import DIGEST, OutputError, atomic_h5, check_identity
 from hessdepth.summary import summarize
@@ -285,3 +287,108 @@ def test_the_rebuild_hint_keeps_the_config_overrides(finished_run, tmp_path):
     subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True)
     with h5py.File(workdir / stale) as f:
         assert f.attrs["iterations"] == 9
+
+
+def all_logs(workdir, proc) -> str:
+    return proc.stdout + proc.stderr + "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+
+
+@pytest.mark.parametrize(
+    "figure, kind, moved, place",
+    [
+        ("fig5_curves", "curve", "train/resnet8/seed0/curve.h5", "train/simple8/seed0/curve.h5"),
+        (
+            "fig1_gradnorms",
+            "gradient norms",
+            "gradnorms/resnet14/seed0/step10.h5",
+            "gradnorms/simple14/seed0/step10.h5",
+        ),
+    ],
+)
+def test_a_file_of_another_model_is_not_drawn_as_that_model(finished_run, tmp_path, figure, kind, moved, place):
+    """Another model's curve or gradient norms put in a model's place (a newer time stamp, so the
+    figure is redrawn): the figure job names the file and the model it holds, and draws nothing."""
+    workdir = copy_of(finished_run, tmp_path)
+    results = workdir / "results/test"
+    shutil.copyfile(results / moved, results / place)
+    png = workdir / f"figures/test/{figure}.png"
+    proc = snakemake(workdir, f"figures/test/{figure}.png", check=False)
+    stands_for = place.split("/")[1]
+    assert proc.returncode != 0, kind
+    assert f"holds {{'model': '{moved.split('/')[1]}'}} but stands for {{'model': '{stands_for}'}}" in all_logs(
+        workdir, proc
+    )
+    assert not png.exists()  # snakemake removes a failed job's outputs: no figure of the wrong model
+
+
+def test_a_dataset_made_from_other_data_settings_is_refused_before_training(finished_run, tmp_path):
+    """A data.h5 of another synthetic seed put in the run's place: every training job stops before
+    its first step, naming the file, what it holds and what the config asks for."""
+    workdir = copy_of(finished_run, tmp_path)
+    other = {"dataset": "synthetic", "half": None, "synthetic": {"n_train": 200, "n_test": 100, "seed": 1}}
+    attrs = {"dataset": "synthetic", "source": "synthetic (seed 1)", "md5": "", "synthetic": True, "settings": other}
+    hd.write_dataset_h5(workdir / "results/test/data.h5", synthetic_dataset(200, 100, seed=1), attrs)
+    summary = (workdir / "results/test/summary.csv").read_text()
+    checkpoint = (workdir / "results/test/train/simple8/seed0/step10.h5").read_bytes()
+    proc = snakemake(workdir, "results/test/summary.csv", check=False)
+    assert proc.returncode != 0
+    assert (
+        "results/test/data.h5 was made from other data: it holds {'synthetic': {'n_test': 100, 'n_train': 200, "
+        "'seed': 1}}, the config asks for {'synthetic': {'n_test': 100, 'n_train': 200, 'seed': 0}}"
+        in all_logs(workdir, proc).replace('"', "'")
+    )
+    assert (workdir / "results/test/summary.csv").read_text() == summary
+    assert (workdir / "results/test/train/simple8/seed0/step10.h5").read_bytes() == checkpoint
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """``mount(options, target, source=None)`` mounts with the real mount(8) (root only); unmounted after the test."""
+    targets = []
+
+    def do(options, target, source="tmpfs"):
+        args = ["mount", *(["-t", "tmpfs"] if source == "tmpfs" else ["--bind"]), "-o", options, source, target]
+        if os.geteuid() != 0 or subprocess.run(args, capture_output=True).returncode != 0:
+            pytest.skip("needs root and mount(8) to make a full or read-only folder")
+        targets.append(target)
+        if source != "tmpfs" and "ro" in options.split(","):  # a bind mount takes ro on a remount
+            subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+
+    yield do
+    for target in reversed(targets):
+        subprocess.run(["umount", "-l", target], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_that_leaves_nothing_partial(finished_run, tmp_path, mount):
+    workdir = copy_of(finished_run, tmp_path)
+    folder = workdir / "results/test/gradnorms/simple14/seed0"
+    (folder / "step10.h5").unlink()
+    mount("size=64k", folder)
+    filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError, match="No space left"):  # fill the disk to the last byte
+        while True:
+            os.write(filler, b"\0" * 4096)
+    os.close(filler)
+    proc = snakemake(workdir, "results/test/gradnorms/simple14/seed0/step10.h5", check=False)
+    log = all_logs(workdir, proc)
+    assert proc.returncode != 0
+    assert "cannot write results/test/gradnorms/simple14/seed0/step10.h5: no space left on the device" in log, log[
+        -3000:
+    ]
+    assert "nothing partial was left" in log
+    assert sorted(p.name for p in folder.iterdir()) == ["filler"]
+
+
+def test_a_read_only_results_folder_stops_the_run_before_any_job(finished_run, tmp_path, mount):
+    workdir = copy_of(finished_run, tmp_path)
+    results = workdir / "results/test"
+    summary = results / "summary.csv"
+    before = summary.read_text()
+    os.utime(results / "train/simple8/seed0/step10.h5")  # something to redo
+    mount("ro", results, source=results)
+    proc = snakemake(workdir, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "cannot write results/test: its folder is on a read-only file system" in out, out[-3000:]
+    assert "Job stats" not in out  # stopped before any job was planned
+    assert summary.read_text() == before

@@ -3,16 +3,44 @@
 Every writer of the library writes under a hidden temporary name beside the target
 (``.<name>.tmp-<host>-<pid>``) and renames it into place only on success, so a killed job never
 leaves a file that looks complete. Temporary files that killed writers on this host left for the
-same target are removed by the next writer; a live writer's are kept.
+same target are removed by the next writer; a live writer's are kept. A write that fails for
+want of space or permission is a :class:`WriteError` that names the file and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 from pathlib import Path
 from typing import Iterator
+
+
+class WriteError(OSError):
+    """A file could not be written where it belongs (full disk, read-only folder); nothing partial is left."""
+
+
+_WHY_NOT_WRITTEN = {
+    errno.ENOSPC: "no space left on the device that holds it",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "its folder is on a read-only file system",
+    errno.EACCES: "no permission to write in its folder",
+}
+
+
+def write_error(path: os.PathLike | str, err: OSError) -> WriteError | OSError:
+    """``err`` as a :class:`WriteError` naming ``path`` and the fix, when it is a full disk or a
+    folder that cannot be written; otherwise ``err`` itself."""
+    why = _WHY_NOT_WRITTEN.get(err.errno)
+    if why is None or isinstance(err, WriteError):
+        return err
+    return WriteError(
+        err.errno,
+        f"cannot write {path}: {why}; free space or make the folder writable (or run the workflow in "
+        f"another folder, snakemake --directory), then rerun: nothing partial was left, and every file "
+        f"already made is kept",
+    )
 
 
 def temp_name(path: Path, pid: int, suffix: str = "") -> Path:
@@ -44,13 +72,15 @@ def atomic_path(path: os.PathLike | str, suffixes: tuple[str, ...] = ()) -> Iter
     without an error and removed otherwise. With ``suffixes``, also that many more scratch paths
     (removed in any case), yielded after it as a tuple."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
     tmp = temp_name(path, os.getpid())
     scratch = [temp_name(path, os.getpid(), s) for s in suffixes]
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
         yield (tmp, *scratch) if suffixes else tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         for t in (tmp, *scratch):
             t.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import codecs
 import hashlib
 import http.client
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-from .h5io import DIGEST, atomic_h5, open_checked, read_json_attr
+from .h5io import DIGEST, OutputError, atomic_h5, open_checked, read_json_attr, rebuild_hint
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -324,12 +325,17 @@ def write_dataset_h5(path: os.PathLike | str, data: CifarData, attrs: dict) -> N
             f[f"{split}/labels"] = getattr(data, f"{split}_labels")
 
 
-def read_dataset_h5(path: os.PathLike | str) -> tuple[CifarData, dict]:
+def read_dataset_h5(path: os.PathLike | str, expect: dict | None = None) -> tuple[CifarData, dict]:
     """The dataset of a :func:`write_dataset_h5` file, and the attributes that name its data in
     downstream files: ``dataset``, ``synthetic`` and ``data_sha256``, the digest of its contents
-    (which images, which half). One checked read of the file."""
+    (which images, which half). One checked read of the file.
+
+    ``expect``: the data settings the file must have been made from (:func:`check_data_settings`).
+    """
     names = [f"{s}/{k}" for s in ("train", "test") for k in ("images", "labels")]
     with open_checked(path, datasets=names, attrs=("classes", *_DATASET_ATTRS)) as f:
+        if expect is not None:
+            check_data_settings(path, read_json_attr(f, "settings") if "settings" in f.attrs else {}, expect)
         arrays = [f[name][()] for name in names]
         classes = read_json_attr(f, "classes")
         attrs = {
@@ -338,6 +344,23 @@ def read_dataset_h5(path: os.PathLike | str) -> tuple[CifarData, dict]:
             "data_sha256": str(f.attrs[DIGEST]),
         }
     return CifarData(*arrays, classes=list(classes)), attrs
+
+
+def check_data_settings(path: os.PathLike | str, made: dict, expect: dict) -> None:
+    """Raise OutputError when a dataset file was made from other data settings than ``expect``
+    (``dataset``, ``half``, and ``md5`` of the archive or ``synthetic`` size and seed; an
+    expected md5 of None accepts any archive). ``made``: the file's ``settings`` attribute."""
+    wanted = {k: v for k, v in expect.items() if not (k == "md5" and v is None)}
+    wanted = json.loads(json.dumps(wanted, sort_keys=True))  # as the file stores it
+    if "md5" in wanted:
+        wanted["md5"] = wanted["md5"].lower()
+    wrong = {k: v for k, v in wanted.items() if made.get(k) != v}
+    if wrong:
+        held = {k: made.get(k, "not recorded") for k in wrong}
+        raise OutputError(
+            f"{path} was made from other data: it holds {held}, the config asks for {wrong}; "
+            f"every model would be trained on the wrong data, so {rebuild_hint(path)}"
+        )
 
 
 def load_dataset_h5(path: os.PathLike | str) -> CifarData:

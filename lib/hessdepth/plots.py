@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 
 from . import checkpoints
 from .atomic import atomic_path
-from .h5io import OutputError, open_checked
+from .h5io import OutputError, check_identity, open_checked
 from .summary import (
     BLOCKS,
     METRICS,
@@ -510,6 +510,18 @@ def _check_expected(runs: Sequence[dict], params: dict, keys: Sequence[str]) -> 
             )
 
 
+def _check_identities(inputs: dict, expect: dict) -> None:
+    """Every input file holds the model, seed (and step) that ``expect`` says its path stands for,
+    so a file of another run put in a run's place is never drawn as that run."""
+    for name, wanted in expect.items():
+        paths = _paths(inputs[name])
+        if len(paths) != len(wanted):
+            raise ValueError(f"input '{name}': {len(paths)} files but {len(wanted)} expected identities")
+        for path, want in zip(paths, wanted):
+            with open_checked(path) as f:
+                check_identity(path, f.attrs, want)
+
+
 def make_figure(name: str, inputs: dict, params: dict) -> Figure:
     """Figure ``name`` (one of :data:`FIGURES`) from its input files.
 
@@ -517,8 +529,10 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
     fig3 ``lanczos`` and ``moments``; fig5 and fig6 ``curves``; fig7 ``blocks``; fig8
     ``gauss_newton``. ``params``: ``density`` and ``stats`` (as for the summary), optional
     ``title_suffix``, and optional ``depth`` (fig1, fig5, fig6, fig8) and ``step`` (fig1, fig7,
-    fig8) that the files must match.
+    fig8) that the files must match, and optional ``expect``: per input name, the identity
+    (model, seed, step) each of its files must hold, as :func:`hessdepth.h5io.check_identity`.
     """
+    _check_identities(inputs, params.get("expect") or {})
     suffix = params.get("title_suffix") or ""
     with matplotlib.rc_context(STYLE):
         if name == "fig1_gradnorms":

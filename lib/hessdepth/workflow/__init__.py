@@ -6,16 +6,25 @@ never imports it, so a notebook needs none of it (tests/test_architecture.py che
 """
 
 from .analysis import ANALYSES, checkpoint_operator, operator_settings, run_analysis, run_gradnorms
-from .config import SECONDS_PER_IMAGE_LAYER, ConfigError, check_config, coerce_cli_strings, training_class_counts
-from .jobs import rebuild_command, run_identity, run_name, run_time_note, set_rebuild_command, setup_job
+from .config import (
+    SECONDS_PER_IMAGE_LAYER,
+    ConfigError,
+    check_config,
+    coerce_cli_strings,
+    data_settings,
+    training_class_counts,
+)
+from .jobs import check_writable, rebuild_command, run_identity, run_name, run_time_note, set_rebuild_command, setup_job
 
 __all__ = [
     "ANALYSES",
     "SECONDS_PER_IMAGE_LAYER",
     "ConfigError",
     "check_config",
+    "check_writable",
     "checkpoint_operator",
     "coerce_cli_strings",
+    "data_settings",
     "operator_settings",
     "rebuild_command",
     "run_analysis",

@@ -24,7 +24,7 @@ from ..curvature import GaussNewtonOperator, block
 from ..data import balanced_subset, fixed_batches, read_dataset_h5
 from ..device import choose_device
 from ..gradnorms import per_variable_norms
-from ..h5io import DIGEST, atomic_h5, check_identity, string_array, write_attrs
+from ..h5io import DIGEST, OutputError, atomic_h5, check_identity, rebuild_hint, string_array, write_attrs
 from ..lanczos import slq
 from ..models import resnet_blocks
 from ..moments import hutchinson_moments
@@ -86,6 +86,11 @@ def checkpoint_operator(
     model, attrs = load_checkpoint(checkpoint, device=device)
     check_identity(checkpoint, attrs, expect)
     dataset, data_attrs = read_dataset_h5(data)
+    if attrs.get("data_sha256", data_attrs["data_sha256"]) != data_attrs["data_sha256"]:
+        raise OutputError(
+            f"{data} is not the data {checkpoint} was trained on (data_sha256 {data_attrs['data_sha256']}, "
+            f"the checkpoint's {attrs['data_sha256']}); {rebuild_hint(checkpoint)}"
+        )
     attrs["upstream"] = {"checkpoint_sha256": attrs[DIGEST], "data_sha256": data_attrs["data_sha256"]}
     model = model.to(getattr(torch, dtype))
     images, labels = dataset.train_images, dataset.train_labels

@@ -221,6 +221,18 @@ def _scale_problems(config: dict) -> list[str]:
     return problems
 
 
+def data_settings(config: dict) -> dict:
+    """What the run's data.h5 must be made from: ``dataset``, ``half``, and the archive's ``md5``
+    (None: any archive; either letter case) or the ``synthetic`` set's size and seed."""
+    data = config["data"]
+    made = {"dataset": config["dataset"], "half": data["half"]}
+    if config["dataset"] == "synthetic":
+        made["synthetic"] = dict(data["synthetic"])
+    else:
+        made["md5"] = data["md5"] and data["md5"].lower()
+    return made
+
+
 def training_class_counts(config: dict) -> np.ndarray:
     """Training images per class that the jobs see: synthetic n_train or CIFAR-10's 50,000, cut by data.half."""
     n = config["data"]["synthetic"]["n_train"] if config["dataset"] == "synthetic" else CIFAR10_TRAIN_IMAGES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import platform
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..atomic import write_error
 from ..device import keep_freed_cpu_memory
 from ..h5io import REBUILD_VARIABLE
 
@@ -25,6 +27,18 @@ def run_name(configured: str | None, configfiles) -> str:
     if configured:
         return configured
     return Path(configfiles[-1]).stem if configfiles else DEFAULT_RUN
+
+
+def check_writable(folders) -> None:
+    """Raise :class:`~hessdepth.atomic.WriteError` naming the first of ``folders`` (or the nearest
+    folder above it that exists) that cannot be written, so a run stops before its first job."""
+    for folder in folders:
+        existing = Path(folder).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not os.access(existing, os.W_OK):
+            read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+            raise write_error(folder, OSError(errno.EROFS if read_only else errno.EACCES, str(folder)))
 
 
 def rebuild_command(configfiles, overrides: dict | None = None) -> str:
