@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo lint test test-fast cifar-cpu evidence
+.PHONY: install demo lint test test-fast cifar-cpu evidence evidence-doc
 
 install: $(VENV)/.installed
 
@@ -50,15 +50,27 @@ cifar-cpu: install
 		--config data="{archive: $(if $(ARCHIVE),'$(abspath $(ARCHIVE))',null), md5: $(MD5)}"
 
 # The committed evidence (docs/evidence/cifar_cpu/): the CPU preset on each class-balanced half
-# of the shared CIFAR-10 subset (half 0, then half 1), then one document from both.
+# of the shared CIFAR-10 subset, each half's tables, figures and times recorded in
+# docs/evidence/cifar_cpu/records/half{0,1}/ (commit them: a half may run in its own session),
+# then one document from both records (make evidence-doc).
 SUBSET = ../shared/data/cifar10-subset/cifar-10-python-subset.tar.gz
 SUBSET_MD5 = 03223099d0e2676ccf4a9d282a75807c
 EVIDENCE_RUNS = runs/cifar_cpu
+EVIDENCE_DOC = docs/evidence/cifar_cpu
 evidence: install
 	$(MAKE) evidence-half0 evidence-half1
-	$(BIN)/python scripts/evidence_doc.py --runs $(EVIDENCE_RUNS) --out docs/evidence/cifar_cpu
+	$(MAKE) evidence-doc
 
+evidence-doc: install
+	$(BIN)/python scripts/evidence_doc.py --records $(EVIDENCE_DOC)/records --out $(EVIDENCE_DOC)
+
+# The run reads its own copy of the archive: a new session may give ../shared new time stamps,
+# which would make Snakemake redo a half that is only to be resumed. The log is appended to.
+EVIDENCE_ARCHIVE = $(EVIDENCE_RUNS)/$(notdir $(SUBSET))
 evidence-half%: install
+	mkdir -p $(EVIDENCE_RUNS)
+	test -f $(EVIDENCE_ARCHIVE) || cp $(SUBSET) $(EVIDENCE_ARCHIVE)
 	$(BIN)/snakemake --cores $(CORES) --directory $(EVIDENCE_RUNS)/half$* --configfile config/cifar_cpu.yaml \
-		--config data="{archive: $(abspath $(SUBSET)), md5: $(SUBSET_MD5), half: $*}" \
-		> $(EVIDENCE_RUNS)/half$*.log 2>&1
+		--config data="{archive: $(abspath $(EVIDENCE_ARCHIVE)), md5: $(SUBSET_MD5), half: $*}" \
+		>> $(EVIDENCE_RUNS)/half$*.log 2>&1
+	$(BIN)/python scripts/evidence_doc.py --record $(EVIDENCE_RUNS)/half$* --out $(EVIDENCE_DOC)/records/half$*

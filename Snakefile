@@ -18,6 +18,7 @@ include: "rules/train.smk"
 include: "rules/hessian.smk"
 include: "rules/curvature.smk"
 include: "rules/aggregate.smk"
+include: "rules/figure_inputs.smk"
 include: "rules/figures.smk"
 
 

@@ -1,61 +1,6 @@
 # The paper's six figures, and figures 7 and 8 when the curvature stages are on (at figure 3's
 # step), each its own target: `snakemake figures/fig3_moments.pdf` builds only what that figure
-# needs. One rule; FIGURE_RUNS says what each figure reads.
-
-FIG = config["figures"]
-DEEPEST = max(config["models"]["depths"])
-
-
-def moments_runs(models=MODELS):
-    return runs(models, [FIG["moments"]["step"]])
-
-
-# Per figure and input name: the file kind and the runs (model, seed[, step]) it reads. The rule's
-# inputs are those files; its `expect` param the identity each file must hold (hessdepth.plots).
-FIGURE_RUNS = {
-    "fig1_gradnorms": lambda: {
-        arch: (gradnorms_file, [(f"{arch}{FIG['gradnorms']['depth']}", SEEDS[0], FIG["gradnorms"]["step"])])
-        for arch in ("resnet", "simple")
-    },
-    "fig2_depth_densities": lambda: {
-        "lanczos": (
-            lanczos_file,
-            runs(
-                model_ids(FIG["depth_densities"]["arch"], FIG["depth_densities"]["depths"]),
-                [FIG["depth_densities"]["step"]],
-            ),
-        )
-    },
-    "fig3_moments": lambda: {"lanczos": (lanczos_file, moments_runs()), "moments": (moments_file, moments_runs())},
-    "fig4_densities_steps": lambda: {
-        "lanczos": (lanczos_file, runs(both_archs(FIG["densities_steps"]["depth"]), FIG["densities_steps"]["steps"]))
-    },
-    "fig5_curves": lambda: {"curves": (curve_file, [(m, s) for m in both_archs(FIG["curves"][0]) for s in SEEDS])},
-    "fig6_curves": lambda: {"curves": (curve_file, [(m, s) for m in both_archs(FIG["curves"][1]) for s in SEEDS])},
-    "fig7_blocks": lambda: {"blocks": (blocks_file, moments_runs())},
-    "fig8_gauss_newton": lambda: {"gauss_newton": (gauss_newton_file, moments_runs(both_archs(DEEPEST)))},
-}
-
-
-def figure_inputs(wildcards):
-    return {name: [kind(*run) for run in read] for name, (kind, read) in FIGURE_RUNS[wildcards.figure]().items()}
-
-
-def figure_expect(wildcards):
-    """The model, seed (and step) each input file must hold, parallel to figure_inputs."""
-    return {
-        name: [dict(zip(("model", "seed", "step"), run)) for run in read]
-        for name, (_, read) in FIGURE_RUNS[wildcards.figure]().items()
-    }
-
-
-FIGURE_SETTINGS = {
-    "fig1_gradnorms": FIG["gradnorms"],
-    "fig5_curves": {"depth": FIG["curves"][0]},
-    "fig6_curves": {"depth": FIG["curves"][1]},
-    "fig7_blocks": FIG["moments"],
-    "fig8_gauss_newton": {"depth": DEEPEST, **FIG["moments"]},
-}
+# needs. One rule; rules/figure_inputs.smk says what each figure reads.
 
 
 rule figure:

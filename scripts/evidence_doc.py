@@ -1,11 +1,17 @@
-"""`make evidence`, last step: one results document from the CPU preset run on both halves.
+"""`make evidence`: a committed record of each half's run, then one results document from both.
 
-Reads runs/cifar_cpu/half{0,1}/ (each a complete workflow run of config/cifar_cpu.yaml on one
-class-balanced half of the shared CIFAR-10 subset) and writes docs/evidence/cifar_cpu/: half 0's
-tables and figures, half 1's beside them in half1/, and results.md with both halves' verdicts.
+``--record RUN --out RECORD``: after a complete workflow run of config/cifar_cpu.yaml on one
+class-balanced half of the shared CIFAR-10 subset (runs/cifar_cpu/half{0,1}/), keep what the
+document needs in docs/evidence/cifar_cpu/records/half{0,1}/: its tables, figures and run.json
+(wall and job time, the dataset by file name and md5). A half may run in its own session: its
+record is committed, the run folder need not survive.
+
+``--records RECORDS --out DOC``: docs/evidence/cifar_cpu/ from both records: half 0's tables and
+figures, half 1's beside them in half1/, and results.md with both halves' verdicts.
 """
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -31,18 +37,18 @@ def merged(base: dict, override: dict) -> dict:
     return out
 
 
-def copy_run(run: Path, out: Path) -> list[Path]:
-    """The run's tables and figure PNGs into ``out``; returns the copied figures."""
+def copy_tables_and_figures(tables: Path, figures: Path, out: Path) -> list[Path]:
+    """A run's tables and figure PNGs into ``out``; returns the copied figures."""
     out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
-        shutil.copyfile(run / "results/cifar_cpu" / name, out / name)
+        shutil.copyfile(tables / name, out / name)
     for name in CURVATURE_TABLES:  # when the run had the curvature stages on
-        if (run / "results/cifar_cpu" / name).exists():
-            shutil.copyfile(run / "results/cifar_cpu" / name, out / name)
-    figures = sorted((run / "figures/cifar_cpu").glob("fig*.png"))
-    for fig in figures:
+        if (tables / name).exists():
+            shutil.copyfile(tables / name, out / name)
+    copied = sorted(figures.glob("fig*.png"))
+    for fig in copied:
         shutil.copyfile(fig, out / fig.name)
-    return [out / fig.name for fig in figures]
+    return [out / fig.name for fig in copied]
 
 
 CURVATURE_RULES = ("block_moments", "gauss_newton")
@@ -55,24 +61,68 @@ def job_minutes(run: Path, rules: tuple[str, ...] | None = None) -> tuple[float,
     return sum(seconds) / 60, len(seconds)
 
 
-def wall_note(run: Path, name: str) -> str:
-    """One half's wall time, from its dataset file to its last table or figure, and its job time."""
-    first = (run / "results/cifar_cpu/data.h5").stat().st_mtime
-    last = max(
-        p.stat().st_mtime
-        for d in ("results/cifar_cpu", "figures/cifar_cpu")
-        for p in (run / d).rglob("*")
-        if p.is_file()
+PAUSE = 300  # seconds without a running job that end a sitting; Snakemake's own gaps are far shorter
+
+
+def busy_spans(run: Path) -> list[tuple[float, float]]:
+    """The sittings (epoch seconds) in which the run had jobs running: the union of its jobs'
+    [end - seconds, end], each job's end its benchmark file's time stamp, split where no job ran
+    for ``PAUSE``. A half resumed in a later session counts its running time, not the pause."""
+    jobs = sorted(
+        (t.stat().st_mtime - float(t.read_text().splitlines()[-1].split("\t")[0]), t.stat().st_mtime)
+        for t in (run / "benchmarks").rglob("*.tsv")
     )
+    spans: list[tuple[float, float]] = []
+    for start, end in jobs:
+        if spans and start <= spans[-1][1] + PAUSE:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def record(run: Path, out: Path) -> None:
+    """Keep one half's run (tables, figures, times, dataset) in ``out``, to commit."""
+    tables = run / "results/cifar_cpu"
+    copy_tables_and_figures(tables, run / "figures/cifar_cpu", out)
+    data = tables / "data.h5"
+    spans = busy_spans(run)
     minutes, jobs = job_minutes(run)
-    note = (
-        f"{name}: {(last - first) / 60:.1f} min wall clock on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(first))}"
-        ", "
-        f"{minutes:.1f} min of job time over {jobs} jobs"
-    )
     curvature, stages = job_minutes(run, CURVATURE_RULES)
-    if stages:
-        note += f" ({curvature:.1f} min of it in the {stages} curvature jobs)"
+    with open_checked(data, attrs=("source", "md5", "half")) as f:  # the archive as `make evidence` passed it
+        half = str(f.attrs["half"])
+        archive = {
+            "archive": str(f.attrs["source"]),
+            "md5": str(f.attrs["md5"]),
+            "half": int(half) if half.isdigit() else None,
+        }
+    facts = {
+        "started": time.strftime("%Y-%m-%d", time.gmtime(spans[0][0])),
+        "wall_minutes": round(sum(end - start for start, end in spans) / 60, 1),
+        "sittings": len(spans),
+        "job_minutes": round(minutes, 1),
+        "jobs": jobs,
+        "curvature_job_minutes": round(curvature, 1),
+        "curvature_jobs": stages,
+        "machine": hd.machine_description(),
+        "data": archive,
+        "data_description": hd.describe_dataset(data),
+        "training_images": hd.training_set_size(data),
+    }
+    (out / "run.json").write_text(json.dumps(facts, indent=1) + "\n")
+    print(f"recorded {run.name} in {out}")
+
+
+def wall_note(facts: dict, name: str) -> str:
+    """One half's wall time while its jobs ran, and its job time."""
+    sittings = facts.get("sittings", 1)
+    note = (
+        f"{name}: {facts['wall_minutes']:.1f} min wall clock with jobs running"
+        f"{f' (in {sittings} sittings)' if sittings > 1 else ''}, from {facts['started']}, "
+        f"{facts['job_minutes']:.1f} min of job time over {facts['jobs']} jobs"
+    )
+    if facts["curvature_jobs"]:
+        note += f" ({facts['curvature_job_minutes']:.1f} min of it in the {facts['curvature_jobs']} curvature jobs)"
     return note
 
 
@@ -97,38 +147,32 @@ def power_section() -> list[str]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs/cifar_cpu")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/evidence/cifar_cpu")
-    parser.add_argument("--preset", type=Path, default=ROOT / "config/cifar_cpu.yaml")
-    args = parser.parse_args()
-    halves = [args.runs / "half0", args.runs / "half1"]
-    figures = copy_run(halves[0], args.out)
-    copy_run(halves[1], args.out / "half1")
-    data = halves[0] / "results/cifar_cpu/data.h5"
-    config = merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(args.preset.read_text()))
-    with open_checked(data, attrs=("source", "md5")) as f:  # the archive as `make evidence` passed it
-        archive = {"archive": str(f.attrs["source"]), "md5": str(f.attrs["md5"]), "half": 0}
-    config = merged(config, {"data": archive})
-    wall = "; ".join(wall_note(run, f"half {i}") for i, run in enumerate(halves))
-    curvature = [args.out / name for name in CURVATURE_TABLES if (args.out / name).exists()]
-    if curvature and not (halves[1] / "results/cifar_cpu" / CURVATURE_TABLES[0]).exists():
+def document(records: Path, out: Path, preset: Path) -> None:
+    """docs/evidence/cifar_cpu/ (``out``) from the records of both halves."""
+    halves = [records / "half0", records / "half1"]
+    facts = [json.loads((half / "run.json").read_text()) for half in halves]
+    figures = copy_tables_and_figures(halves[0], halves[0], out)
+    copy_tables_and_figures(halves[1], halves[1], out / "half1")
+    config = merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(preset.read_text()))
+    config = merged(config, {"data": facts[0]["data"]})
+    wall = "; ".join(wall_note(f, f"half {i}") for i, f in enumerate(facts))
+    curvature = [out / name for name in CURVATURE_TABLES if (halves[0] / name).exists()]
+    if curvature and not (halves[1] / CURVATURE_TABLES[0]).exists():
         wall += "; half 1 ran without the curvature stages, so their section below is half 0's alone"
     text = render_results(
-        read_csv(args.out / "summary.csv"),
-        read_csv(args.out / "summary_by_model.csv"),
+        read_csv(out / "summary.csv"),
+        read_csv(out / "summary_by_model.csv"),
         figures=[p.name for p in figures],
         config=publishable_config(config),
-        machine=hd.machine_description(),
+        machine=facts[0]["machine"],
         wall_time=wall,
         sources=[*TABLES, *(p.name for p in curvature), *(f"half1/{t}" for t in TABLES)],
-        data_source=hd.describe_dataset(data),
-        replications={"half 1": read_csv(args.out / "half1/summary.csv")},
+        data_source=facts[0]["data_description"],
+        replications={"half 1": read_csv(out / "half1/summary.csv")},
         run_name="half 0",
         generator="scripts/evidence_doc.py (make evidence)",
         curvature=tuple(read_csv(p) for p in curvature) or None,
-        hessian_images=config["hessian"]["samples"] or hd.training_set_size(data),
+        hessian_images=config["hessian"]["samples"] or facts[0]["training_images"],
     )
     power = power_section()
     if power:
@@ -137,8 +181,22 @@ def main() -> None:
             "\n".join(["", *power]) + "\n## Skewness and kurtosis of the Hessian spectrum",
             1,
         )
-    (args.out / "results.md").write_text(text)
-    print(f"wrote {args.out / 'results.md'}")
+    (out / "results.md").write_text(text)
+    print(f"wrote {out / 'results.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--record", type=Path, metavar="RUN", help="record this half's finished run in --out")
+    what.add_argument("--records", type=Path, help="write the document to --out from RECORDS/half0 and half1")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--preset", type=Path, default=ROOT / "config/cifar_cpu.yaml")
+    args = parser.parse_args()
+    if args.record:
+        record(args.record, args.out)
+    else:
+        document(args.records, args.out, args.preset)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,6 @@ def test_every_hdf5_file_is_as_described(finished_run):
 def test_the_rules_and_the_plots_know_the_same_figures():
     from hessdepth.plots import FIGURES
 
-    for rule_file in ("rules/common.smk", "rules/figures.smk"):
+    for rule_file in ("rules/common.smk", "rules/figure_inputs.smk"):
         named = set(re.findall(r'"(fig\d_\w+)"', (ROOT / rule_file).read_text()))
         assert named == set(FIGURES), f"{rule_file} names {sorted(named)}; hessdepth.plots draws {FIGURES}"

@@ -1,5 +1,7 @@
 """scripts/evidence_doc.py: one document from the preset's runs on both halves, verdicts side by side."""
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -68,16 +70,18 @@ def fake_run(run, tmp_path, tail_of_simple: float, curvature: bool = False) -> N
     (run / "benchmarks/cifar_cpu/train/resnet8_seed0.tsv").write_text("s\th:m:s\n60.0\t0:01:00\n")
 
 
-def test_evidence_document_reports_both_halves_and_no_paths(tmp_path):
+def test_evidence_document_from_both_halves_records_reports_both_and_no_paths(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
     for half, tail in (("half0", 8.0), ("half1", 0.5)):
         fake_run(runs / half, tmp_path, tail, curvature=half == "half0")
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/evidence_doc.py"), "--runs", str(runs), "--out", str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    end = 1.8e9  # half 0 resumed three hours after its first job ended: two sittings, 1.5 min of running
+    os.utime(runs / "half0/benchmarks/cifar_cpu/train/resnet8_seed0.tsv", (end, end))
+    os.utime(runs / "half0/benchmarks/cifar_cpu/block_moments/resnet8_seed0_step240.tsv", (end + 3 * 3600,) * 2)
+    script = [sys.executable, str(ROOT / "scripts/evidence_doc.py")]
+    for half in ("half0", "half1"):  # each half's record, as `make evidence-half0` keeps it
+        subprocess.run([*script, "--record", runs / half, "--out", out / "records" / half], check=True)
+    shutil.rmtree(runs)  # the document needs only the records
+    subprocess.run([*script, "--records", out / "records", "--out", out], check=True, capture_output=True, text=True)
     text = (out / "results.md").read_text()
     assert (out / "half1/summary.csv").exists() and (out / "fig3_moments.png").exists()
     assert "| # | step | half 0 | half 1 | same |" in text
@@ -85,9 +89,11 @@ def test_evidence_document_reports_both_halves_and_no_paths(tmp_path):
     assert disagree in text  # the halves disagree: said so
     assert (
         "subset.tar.gz, md5 " + "0" * 32 in text
-        and "1.5 min of job time over 2 jobs (0.5 min of it in the 1 curvature jobs); half 1: " in text
+        and "half 0: 1.5 min wall clock with jobs running (in 2 sittings), from 2027-01-15, "
+        "1.5 min of job time over 2 jobs (0.5 min of it in the 1 curvature jobs); half 1: 1.0 min wall clock"
+        in text
     )
-    assert str(tmp_path) not in text
+    assert str(tmp_path) not in text and str(tmp_path) not in (out / "records/half0/run.json").read_text()
     assert "## Where the outliers live" in text and "`summary_curvature.csv`" in text  # from half 0's own tables
     assert "half 1 ran without the curvature stages" in text
     assert '"md5": "' + "0" * 32 + '"' in text  # the archive the runs read, not config.yaml's

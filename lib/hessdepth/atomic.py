@@ -37,9 +37,8 @@ def write_error(path: os.PathLike | str, err: OSError) -> WriteError | OSError:
         return err
     return WriteError(
         err.errno,
-        f"cannot write {path}: {why}; free space or make the folder writable (or run the workflow in "
-        f"another folder, snakemake --directory), then rerun: nothing partial was left, and every file "
-        f"already made is kept",
+        f"cannot write {path}: {why}; free space or make the folder writable (or write to another "
+        f"folder), then rerun: nothing partial was left, and every file already made is kept",
     )
 
 
