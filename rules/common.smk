@@ -174,8 +174,13 @@ def train_runtime(wildcards):
 
 
 # --- Hessian jobs -----------------------------------------------------------------------------
+# graph_cache_gb only changes speed (and memory): it is a resource of the Hessian jobs, not a
+# param, so changing it reruns nothing
+GRAPH_CACHE_MB = round(config["hessian"]["graph_cache_gb"] * 1024)
+
+
 def hessian_params(section):
-    """The settings that define a result; graph_cache_gb only changes speed, so the scripts read it from config."""
+    """The settings that define a result (all of them but graph_cache_gb, a resource)."""
     hessian = {k: v for k, v in config["hessian"].items() if k != "graph_cache_gb"}
     return {**hessian, **config[section], "device": config["device"]}
 

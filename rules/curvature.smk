@@ -23,6 +23,7 @@ rule block_moments:
         f"{BENCHMARKS}/block_moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
+        graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=8000,
         runtime=hvp_runtime("curvature", lambda s: 2 * len(hd.resnet_blocks())),
         gpu=int(USE_GPU),
@@ -46,6 +47,7 @@ rule gauss_newton:
         f"{BENCHMARKS}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
+        graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=8000,
         runtime=hvp_runtime("curvature", lambda s: 4),  # 2 Hessian, 2 Gauss-Newton products (about as costly)
         gpu=int(USE_GPU),

@@ -16,6 +16,7 @@ rule lanczos:
         f"{BENCHMARKS}/lanczos/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
+        graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=16000,
         runtime=hvp_runtime("lanczos", lambda s: s["iterations"]),
         gpu=int(USE_GPU),
@@ -39,6 +40,7 @@ rule moments:
         f"{BENCHMARKS}/moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
     threads: config["threads"]
     resources:
+        graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=8000,
         runtime=hvp_runtime("moments", lambda s: 2),
         gpu=int(USE_GPU),

@@ -10,6 +10,6 @@ wf.run_analysis(
     snakemake.input.data,
     snakemake.output[0],
     snakemake.params.settings,
-    graph_cache_gb=snakemake.config["hessian"]["graph_cache_gb"],
+    graph_cache_gb=snakemake.resources.graph_cache_mb / 1024,
     expect=wf.run_identity(snakemake.wildcards),
 )

@@ -74,7 +74,7 @@ def checkpoint_operator(
     bn_mode,
     dtype,
     device,
-    graph_cache_gb=0.0,
+    graph_cache_gb=DEFAULT_GRAPH_CACHE_GB,
     expect: dict | None = None,
 ) -> tuple[HessianOperator, dict]:
     """The Hessian operator of a checkpoint's training loss over fixed, un-augmented batches.
@@ -324,8 +324,8 @@ def run_analysis(
 def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
     """Per-variable norms of the full training-set gradient (the paper's figure 1)."""
     start = time.perf_counter()
-    op, ckpt = checkpoint_operator(
-        checkpoint, data, subset_seed=0, dtype="float32", expect=expect, **operator_settings(settings)
+    op, ckpt = checkpoint_operator(  # a gradient needs no first-order graph kept
+        checkpoint, data, subset_seed=0, dtype="float32", graph_cache_gb=0, expect=expect, **operator_settings(settings)
     )
     attrs = _output_attrs(op, ckpt, settings)
     names, norms, numel = per_variable_norms(op.model, op.gradient())
