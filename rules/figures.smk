@@ -14,7 +14,6 @@ rule figure:
         expect=figure_expect,
         depth=lambda wc: FIGURE_SETTINGS.get(wc.figure, {}).get("depth"),
         step=lambda wc: FIGURE_SETTINGS.get(wc.figure, {}).get("step"),
-        density=config["density"],
         stats=config["stats"],
         dataset=DATASET,
         caption=caption_text,

@@ -6,6 +6,15 @@ import pytest
 import fake_results as fr
 from hessdepth.h5io import OutputError
 from hessdepth.plots import lower_norm_fraction, make_figure, read_gradnorms, save_figure
+from hessdepth.summary import (
+    CURVATURE_BY_MODEL_COLUMNS,
+    aggregate_by_model,
+    aggregate_curvature,
+    summarize,
+    summarize_curvature,
+    write_csv,
+    write_summary,
+)
 
 PARAMS = {
     "density": {"sigma2": 1e-5, "grid_points": 801, "grid_range": [-20, 60]},
@@ -25,20 +34,24 @@ def check_saved(fig, tmp_path, name):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-def spectra_files(tmp_path, runs, moments=False):
-    """Lanczos (and moments) files for runs = [(arch, depth, seed, step, tail, diverged)]."""
-    lanczos, moment_files = [], []
+def summary_file(tmp_path, runs, density=PARAMS["density"]) -> str:
+    """summary.h5, as the summary rule writes it, of runs = [(arch, depth, seed, step, tail, diverged)]."""
+    files = {"lanczos": [], "moments": [], "checkpoints": []}
     for arch, depth, seed, step, tail, diverged in runs:
         ident = fr.identity(arch, depth, seed, step)
         d = tmp_path / f"{arch}{depth}_s{seed}_t{step}"
-        d.mkdir()
+        d.mkdir(parents=True)
         eigs = fr.spectrum(150, tail, seed)
         fr.write_lanczos(d / "lanczos.h5", eigs, ident, probes=2, m=20, diverged=diverged)
-        lanczos.append(str(d / "lanczos.h5"))
-        if moments:
-            fr.write_moments(d / "moments.h5", eigs, ident, probes=8, diverged=diverged)
-            moment_files.append(str(d / "moments.h5"))
-    return (lanczos, moment_files) if moments else lanczos
+        fr.write_moments(d / "moments.h5", eigs, ident, probes=8, diverged=diverged)
+        fr.write_checkpoint(d / "checkpoint.h5", ident, 0.5, diverged=diverged)
+        for key, name in (("lanczos", "lanczos.h5"), ("moments", "moments.h5"), ("checkpoints", "checkpoint.h5")):
+            files[key].append(str(d / name))
+    summary = summarize(**files, density=density, stats=PARAMS["stats"])
+    by_model = aggregate_by_model(summary.rows, PARAMS["stats"]["confidence"])
+    out = tmp_path / "summary.h5"
+    write_summary(out, tmp_path / "summary.csv", tmp_path / "by_model.csv", summary, by_model, {"density": density})
+    return str(out)
 
 
 def test_fig1_fraction_and_figure(tmp_path):
@@ -62,7 +75,7 @@ def test_fig1_fraction_and_figure(tmp_path):
 def test_fig2_densities_by_depth_mark_diverged(tmp_path):
     runs = [("simple", d, s, 10, tail, False) for d, tail in ((8, 2.0), (14, 5.0), (20, 9.0)) for s in (0, 1)]
     runs.append(("simple", 26, 0, 10, 9.0, True))
-    fig = make_figure("fig2_depth_densities", {"lanczos": spectra_files(tmp_path, runs)}, PARAMS)
+    fig = make_figure("fig2_depth_densities", {"summary": summary_file(tmp_path, runs)}, PARAMS)
     text = texts(fig)
     assert "simple-8, mean of 2 seeds" in text and "simple-26: diverged (not plotted)" in text
     (ax,) = fig.axes
@@ -77,8 +90,7 @@ def test_fig3_moments_vs_depth(tmp_path):
         for a in ("resnet", "simple")
         for d, tail in ((8, 1.0), (14, 2.0), (20, 3.0))
     ]
-    lanczos, moments = spectra_files(tmp_path, runs, moments=True)
-    fig = make_figure("fig3_moments", {"lanczos": lanczos, "moments": moments}, PARAMS)
+    fig = make_figure("fig3_moments", {"summary": summary_file(tmp_path, runs)}, PARAMS)
     skew_ax, kurt_ax, outliers_ax = fig.axes
     assert skew_ax.get_xlabel() == "depth (layers)" and kurt_ax.get_ylabel().startswith("kurtosis")
     assert outliers_ax.get_ylabel() == "effective outliers, P / kurtosis"
@@ -96,7 +108,7 @@ def test_fig4_two_steps(tmp_path):
         for step, tail in ((10, 1.0), (20, 2.0))
         for a in ("resnet", "simple")
     ]
-    fig = make_figure("fig4_densities_steps", {"lanczos": spectra_files(tmp_path, runs)}, PARAMS)
+    fig = make_figure("fig4_densities_steps", {"summary": summary_file(tmp_path, runs)}, PARAMS)
     left, right = fig.axes
     assert (left.get_title(), right.get_title()) == ("step 10", "step 20")
     assert "ResNet-14 vs simple-14" in fig.get_suptitle()
@@ -141,12 +153,12 @@ def _plotted_peaks(fig) -> list[tuple[int, int]]:
 
 def test_fig2_plots_seed_averaged_densities_that_integrate_to_one_and_are_not_combs(tmp_path):
     runs = [("simple", d, s, 10, tail, False) for d, tail in ((8, 2.0), (14, 5.0)) for s in (0, 1, 2)]
-    files = {"lanczos": spectra_files(tmp_path, runs)}
     density = {**PARAMS["density"], "grid_points": 4001}
-    smooth = make_figure("fig2_depth_densities", files, {**PARAMS, "density": {**density, "spacing_factor": 1.0}})
+    smooth = {"summary": summary_file(tmp_path / "smooth", runs, {**density, "spacing_factor": 1.0})}
+    smooth = make_figure("fig2_depth_densities", smooth, PARAMS)
     assert "Gaussian kernel s.d." in texts(smooth)
     assert all(bulk <= 2 and total <= 8 for bulk, total in _plotted_peaks(smooth))
-    comb = make_figure("fig2_depth_densities", files, {**PARAMS, "density": density})  # the paper's kernel
+    comb = make_figure("fig2_depth_densities", {"summary": summary_file(tmp_path / "comb", runs, density)}, PARAMS)
     assert any(bulk > 2 or total > 8 for bulk, total in _plotted_peaks(comb))
 
 
@@ -169,10 +181,11 @@ def test_fig3_axes_follow_the_statistics_scales():
     assert moments_figure(positive, 0.95).axes[0].get_yscale() == "log"
 
 
-def part_files(tmp_path, runs, kind):
-    """blocks.h5 (kind "blocks") or gauss_newton.h5 files for runs = [(arch, depth, seed, diverged)]:
-    spectra of kurtosis about 10 but for the simple nets' stage 3 and G, whose few outliers
-    dominate (kurtosis in the hundreds)."""
+def curvature_table(tmp_path, runs, kind) -> str:
+    """summary_curvature_by_model.csv, as the curvature_summary rule writes it, from blocks.h5 (kind
+    "blocks") or gauss_newton.h5 files for runs = [(arch, depth, seed, diverged)]: spectra of
+    kurtosis about 10 but for the simple nets' stage 3 and G, whose few outliers dominate
+    (kurtosis in the hundreds)."""
     paths = []
     for arch, depth, seed, diverged in runs:
         heavy = 30.0 if arch == "simple" else 1.0
@@ -189,12 +202,15 @@ def part_files(tmp_path, runs, kind):
             diverged=diverged,
         )
         paths.append(str(path))
-    return paths
+    rows = summarize_curvature(stats=PARAMS["stats"], **{kind: paths})
+    out = tmp_path / "summary_curvature_by_model.csv"
+    write_csv(out, aggregate_curvature(rows, PARAMS["stats"]["confidence"]), CURVATURE_BY_MODEL_COLUMNS)
+    return str(out)
 
 
 def test_fig7_block_moments_vs_depth(tmp_path):
     runs = [(a, d, s, a == "simple" and d == 20) for a in ("resnet", "simple") for d in (8, 14, 20) for s in (0, 1)]
-    files = {"blocks": part_files(tmp_path, runs, "blocks")}
+    files = {"curvature": curvature_table(tmp_path, runs, "blocks")}
     fig = make_figure("fig7_blocks", files, {**PARAMS, "step": 10})
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == [
@@ -212,7 +228,7 @@ def test_fig7_block_moments_vs_depth(tmp_path):
 
 def test_fig8_hessian_and_gauss_newton_of_the_deepest_pair(tmp_path):
     runs = [(a, 20, s, False) for a in ("resnet", "simple") for s in (0, 1)]
-    files = {"gauss_newton": part_files(tmp_path, runs, "gauss_newton")}
+    files = {"curvature": curvature_table(tmp_path, runs, "gauss_newton")}
     fig = make_figure("fig8_gauss_newton", files, {**PARAMS, "depth": 20, "step": 10})
     skew_ax, kurt_ax = fig.axes
     assert [t.get_text() for t in kurt_ax.get_xticklabels()] == ["ResNet-20", "simple-20"]
@@ -221,3 +237,20 @@ def test_fig8_hessian_and_gauss_newton_of_the_deepest_pair(tmp_path):
     check_saved(fig, tmp_path, "fig8")
     with pytest.raises(OutputError, match="depth"):
         make_figure("fig8_gauss_newton", files, {**PARAMS, "depth": 44})
+
+
+def test_figures_draw_the_runs_their_rule_names_from_the_summary_and_refuse_a_table_without_them(tmp_path):
+    runs = [(a, 14, s, 10, 3.0 if a == "simple" else 1.0, False) for a in ("resnet", "simple") for s in (0, 1)]
+    inputs = {"summary": summary_file(tmp_path, runs)}
+    one_seed = [{"model": m, "seed": 0, "step": 10} for m in ("resnet14", "simple14")]
+    fig = make_figure("fig4_densities_steps", inputs, {**PARAMS, "expect": {"summary": one_seed}})
+    assert "mean of 2 seeds" not in texts(fig)  # the rule asked for seed 0 only
+    with pytest.raises(OutputError, match=r"no row for \[\('simple14', 2, 10\)\]"):
+        make_figure(
+            "fig4_densities_steps", inputs, {**PARAMS, "expect": {"summary": [*one_seed, {**one_seed[1], "seed": 2}]}}
+        )
+    # the per-model table averages both seeds: a rule that asks for seed 0 alone gets no silent average
+    with pytest.raises(OutputError, match="over the seeds the figure needs"):
+        make_figure("fig3_moments", inputs, {**PARAMS, "expect": {"summary": one_seed}})
+    both = [{**r, "seed": s} for r in one_seed for s in (0, 1)]
+    assert make_figure("fig3_moments", inputs, {**PARAMS, "expect": {"summary": both}}).axes

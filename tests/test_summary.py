@@ -30,6 +30,7 @@ from hessdepth.summary import (
     summarize,
     summarize_curvature,
     write_csv,
+    read_summary,
     write_summary,
 )
 
@@ -116,6 +117,10 @@ def test_written_tables_roundtrip(tmp_path):
         assert [m.decode() for m in f["model"][()]] == [r["model"] for r in rows]
         assert f["by_model/n_seeds"][()].tolist() == [3, 0]
         assert np.isnan(f["density"][3]).all()
+    read, read_by_model = read_summary(out / "summary.h5")  # what the figures draw, as written
+    assert read.rows[:3] == rows[:3] and read_by_model[0] == by_csv[0]
+    np.testing.assert_array_equal(read.density, summary.density)
+    np.testing.assert_array_equal(read.grid, summary.grid)
 
 
 def test_mismatched_or_inconsistent_files_are_errors(tmp_path):

@@ -2,8 +2,9 @@
 
 import csv
 import functools
-import json
 import http.server
+import json
+import re
 import threading
 
 import h5py
@@ -111,7 +112,7 @@ def test_nothing_left_to_do_after_a_finished_run(finished_run):
 def test_moments_setting_reruns_moments_only(finished_run):
     jobs = planned_jobs(finished_run, overrides={"moments": {"probes": 5}})
     assert set(jobs) - {"all"} == {"moments", "summary", "figure", "results_doc"}
-    assert jobs["moments"] == 8 and jobs["figure"] == 1  # figure 3 is the only one that reads moments
+    assert jobs["moments"] == 8 and jobs["figure"] == 3  # figures 2-4 read the summary; 1, 5-8 do not
 
 
 def test_speed_only_setting_reruns_no_computation(finished_run):
@@ -158,9 +159,11 @@ def test_curvature_setting_reruns_curvature_only(finished_run):
     jobs = planned_jobs(finished_run, overrides={"curvature": {"probes": 4}})
     assert set(jobs) - {"all"} == {"block_moments", "gauss_newton", "curvature_summary", "figure", "results_doc"}
     assert jobs["block_moments"] == jobs["gauss_newton"] == 4 and jobs["figure"] == 2
-    # turning one stage off recomputes nothing: the table and the document drop its part
+    # turning one stage off recomputes nothing: the table and the document drop its part, and
+    # figure 7, drawn from that table, is redrawn
     jobs = planned_jobs(finished_run, overrides={"curvature": {"gauss_newton": False}})
-    assert set(jobs) - {"all"} == {"curvature_summary", "results_doc"}
+    assert set(jobs) - {"all"} == {"curvature_summary", "figure", "results_doc"}
+    assert jobs["figure"] == 1
 
 
 def test_curvature_stages_off_leave_the_rest_of_the_dag(tmp_path):
@@ -184,6 +187,14 @@ def test_a_figure_schedules_only_its_upstream(tmp_path):
     assert planned_jobs(tmp_path, "figures/test/fig5_curves.pdf") == {"prepare_data": 1, "train": 2, "figure": 1}
     fig1 = planned_jobs(tmp_path, "figures/test/fig1_gradnorms.png")
     assert fig1 == {"prepare_data": 1, "train": 2, "gradnorms": 2, "figure": 1}
+
+
+def test_figures_read_the_summary_tables_not_the_hessian_files(tmp_path):
+    inputs = re.findall(r"rule figure:\n\s+input: ([^\n]*)", snakemake(tmp_path, "--dry-run").stdout)
+    assert len(inputs) == 8
+    for files in inputs:
+        assert not re.search(r"(lanczos|moments|blocks|gauss_newton)\.h5", files), files
+    assert sum("summary.h5" in f for f in inputs) == 3 and sum("curvature_by_model.csv" in f for f in inputs) == 2
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

@@ -20,19 +20,8 @@ from matplotlib.patches import Patch
 
 from . import checkpoints
 from .atomic import atomic_path
-from .h5io import OutputError, check_identity, open_checked
-from .summary import (
-    BLOCKS,
-    METRICS,
-    SHARPNESS,
-    aggregate_by_model,
-    aggregate_curvature,
-    common_grid,
-    model_label,
-    read_identity,
-    read_spectrum,
-    summarize_curvature,
-)
+from .h5io import OutputError, check_identity, open_checked, rebuild_hint
+from .summary import BLOCKS, model_label, read_csv, read_identity, read_summary
 
 FIGURES = (
     "fig1_gradnorms",
@@ -486,20 +475,42 @@ def curves_figure(curves: Sequence[dict], suffix: str = "") -> Figure:
 
 
 # --- reading and dispatch ---------------------------------------------------------------------
-def read_spectra(lanczos, moments=None, *, density: dict, stats: dict) -> tuple[list, np.ndarray]:
-    """(row, normalised density) per Lanczos file, on the common grid of ``density``."""
-    grid = common_grid(density["grid_range"], density["grid_points"])
-    lanczos = _paths(lanczos)
-    moments = _paths(moments) if moments is not None else [None] * len(lanczos)
-    if len(moments) != len(lanczos):
-        raise ValueError(f"need one moments file per Lanczos file, got {len(moments)} and {len(lanczos)}")
-    spectra = [
-        read_spectrum(
-            lz, mo, grid=grid, sigma2=density["sigma2"], stats=stats, spacing_factor=density.get("spacing_factor")
+TABLE_INPUTS = ("summary", "curvature")  # the summary tables; every other input is one run's file
+
+
+def _run_key(run: dict) -> tuple:
+    return str(run["model"]), int(run["seed"]), int(run["step"])
+
+
+def select_runs(rows: Sequence[dict], runs: Sequence[dict] | None, table) -> list[int]:
+    """Indices in ``rows`` of ``runs`` (model, seed, step each; None: every row), in their order;
+    a run the table lacks is an error, so a figure never silently drops one."""
+    if runs is None:
+        return list(range(len(rows)))
+    index = {_run_key(r): i for i, r in enumerate(rows)}
+    missing = [k for k in map(_run_key, runs) if k not in index]
+    if missing:
+        raise OutputError(f"{table} has no row for {missing[:3]} (of {len(missing)} missing); {rebuild_hint(table)}")
+    return [index[_run_key(r)] for r in runs]
+
+
+def select_models(by_model: Sequence[dict], runs: Sequence[dict] | None, table) -> list[dict]:
+    """The rows of a per-model table for the (model, step) pairs of ``runs`` (None: every row), each
+    averaged over exactly the seeds ``runs`` name, so a figure draws what its rule asked for."""
+    if runs is None:
+        return list(by_model)
+    seeds: dict[tuple, int] = {}
+    for run in runs:
+        key = (str(run["model"]), int(run["step"]))
+        seeds[key] = seeds.get(key, 0) + 1
+    index = {(r["model"], int(r["step"])): r for r in by_model}
+    wrong = [k for k, n in seeds.items() if k not in index or index[k]["n_seeds"] + index[k]["n_diverged"] != n]
+    if wrong:
+        raise OutputError(
+            f"{table} does not hold {wrong[:3]} over the seeds the figure needs ({sorted(seeds.values())[-1]}); "
+            f"{rebuild_hint(table)}"
         )
-        for lz, mo in zip(lanczos, moments)
-    ]
-    return spectra, grid
+    return [index[k] for k in seeds]
 
 
 def _check_expected(runs: Sequence[dict], params: dict, keys: Sequence[str]) -> None:
@@ -525,14 +536,16 @@ def _check_identities(inputs: dict, expect: dict) -> None:
 def make_figure(name: str, inputs: dict, params: dict) -> Figure:
     """Figure ``name`` (one of :data:`FIGURES`) from its input files.
 
-    ``inputs``: fig1 ``resnet`` and ``simple`` (gradient norms); fig2 and fig4 ``lanczos``;
-    fig3 ``lanczos`` and ``moments``; fig5 and fig6 ``curves``; fig7 ``blocks``; fig8
-    ``gauss_newton``. ``params``: ``density`` and ``stats`` (as for the summary), optional
-    ``title_suffix``, and optional ``depth`` (fig1, fig5, fig6, fig8) and ``step`` (fig1, fig7,
-    fig8) that the files must match, and optional ``expect``: per input name, the identity
-    (model, seed, step) each of its files must hold, as :func:`hessdepth.h5io.check_identity`.
+    ``inputs``: fig1 ``resnet`` and ``simple`` (gradient norms); fig5 and fig6 ``curves``; fig2,
+    fig3 and fig4 ``summary`` (summary.h5: densities and the per-model table); fig7 and fig8
+    ``curvature`` (summary_curvature_by_model.csv). ``params``: ``stats`` (its ``confidence``),
+    optional ``title_suffix``, optional ``depth`` (fig1, fig5, fig6, fig8) and ``step`` (fig1,
+    fig7, fig8) that the data must match, and optional ``expect``: per input name, the runs
+    (model, seed, step) it must hold: a run's file holds that identity
+    (:func:`hessdepth.h5io.check_identity`); a table holds those runs, and the figure draws them.
     """
-    _check_identities(inputs, params.get("expect") or {})
+    expect = params.get("expect") or {}
+    _check_identities(inputs, {k: v for k, v in expect.items() if k not in TABLE_INPUTS})
     suffix = params.get("title_suffix") or ""
     with matplotlib.rc_context(STYLE):
         if name == "fig1_gradnorms":
@@ -541,23 +554,24 @@ def make_figure(name: str, inputs: dict, params: dict) -> Figure:
             _check_expected([resnet, simple], params, ("depth", "step"))
             return gradnorms_figure(resnet, simple, suffix)
         if name in ("fig2_depth_densities", "fig4_densities_steps"):
-            spectra, grid = read_spectra(inputs["lanczos"], density=params["density"], stats=params["stats"])
+            table = _single(inputs["summary"], "summary")
+            summary, _ = read_summary(table)
+            spectra = [
+                (summary.rows[i], summary.density[i]) for i in select_runs(summary.rows, expect.get("summary"), table)
+            ]
             draw = depth_densities_figure if name == "fig2_depth_densities" else densities_steps_figure
-            return draw(spectra, grid, suffix)
+            return draw(spectra, summary.grid, suffix)
+        confidence = params["stats"]["confidence"]
         if name == "fig3_moments":
-            spectra, _ = read_spectra(
-                inputs["lanczos"], inputs["moments"], density=params["density"], stats=params["stats"]
-            )
-            rows = [{**dict.fromkeys(METRICS + SHARPNESS, np.nan), **row} for row, _ in spectra]
-            confidence = params["stats"]["confidence"]
-            return moments_figure(aggregate_by_model(rows, confidence), confidence, suffix)
+            table = _single(inputs["summary"], "summary")
+            by_model = select_models(read_summary(table)[1], expect.get("summary"), table)
+            return moments_figure(by_model, confidence, suffix)
         if name in ("fig7_blocks", "fig8_gauss_newton"):
-            stage = "blocks" if name == "fig7_blocks" else "gauss_newton"
-            rows = summarize_curvature(stats=params["stats"], **{stage: _paths(inputs[stage])})
-            _check_expected(rows, params, ("depth", "step"))
-            confidence = params["stats"]["confidence"]
+            table = _single(inputs["curvature"], "curvature")
+            by_model = select_models(read_csv(table), expect.get("curvature"), table)
+            _check_expected(by_model, params, ("depth", "step"))
             draw = blocks_figure if name == "fig7_blocks" else gauss_newton_figure
-            return draw(aggregate_curvature(rows, confidence), confidence, suffix)
+            return draw(by_model, confidence, suffix)
         if name in ("fig5_curves", "fig6_curves"):
             curves = [read_curve(p) for p in _paths(inputs["curves"])]
             _check_expected(curves, params, ("depth",))

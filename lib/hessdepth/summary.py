@@ -446,6 +446,24 @@ def _write_table(group, rows: Sequence[dict], columns: Sequence[str]) -> None:
     write_attrs(group, {"columns": list(columns), "n_rows": len(rows)})
 
 
+def _read_table(path, group, columns: Sequence[str]) -> list[dict]:
+    if list(read_json_attr(group, "columns")) != list(columns):
+        raise OutputError(f"{path}: its table has other columns than this version writes; {rebuild_hint(path)}")
+    values = {name: group[name].asstr()[()] if name in _STR else group[name][()] for name in columns}
+    return [
+        {name: values[name][i].item() if name not in _STR else str(values[name][i]) for name in columns}
+        for i in range(int(group.attrs["n_rows"]))
+    ]
+
+
+def read_summary(path: os.PathLike | str) -> tuple[Summary, list[dict]]:
+    """summary.h5 as :func:`write_summary` wrote it: the per-run table with each row's density
+    on the grid, and the per-model table (seeds averaged by :data:`BY_MODEL_RULE`)."""
+    with open_checked(path, ("grid", "density", "by_model")) as f:
+        summary = Summary(_read_table(path, f, COLUMNS), f["grid"][()], f["density"][()])
+        return summary, _read_table(path, f["by_model"], BY_MODEL_COLUMNS)
+
+
 def write_csv(path: os.PathLike | str, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """Write rows as CSV (floats at full precision, NaN as ``nan``), atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
