@@ -85,7 +85,7 @@ the kept first-order graph). Ratio = median over repeats of HVP/gradient measure
 {common.table(["model", "bn_mode", "what", "median s", "x gradient", "first call s", f"<= {GOAL}x"], rows)}
 
 Default composition `auto` (double_backward_cached when all first-order graphs fit in graph_cache_gb,
-{hd.operator.DEFAULT_GRAPH_CACHE_GB:g} GiB by default; their estimated size: {graphs}); the default's HVP/gradient
+{hd.hvp.DEFAULT_GRAPH_CACHE_GB:g} GiB by default; their estimated size: {graphs}); the default's HVP/gradient
 ratio: {default_ratios}.
 Goal HVP <= {GOAL}x gradient met by the default: {met};
 fastest composition per case: {", ".join(f"{k} {v}" for k, v in best.items())}.

@@ -5,7 +5,7 @@ product, the vmap lockstep and the cached product, same model and data, one run.
 The paper's products run over all 50,000 training images, too many to keep every batch's
 first-order graph (the cache), so each product pays a forward pass and a first backward again.
 ``HessianOperator.matmat`` with composition double_backward builds each batch's graph once for
-all k rows and runs one plain second backward per row (hessdepth.operator._shared_second_backward).
+all k rows and runs one plain second backward per row (hessdepth.hvp._shared_second_backward).
 Per probe-step = the matmat's time / k. Goal: <= 2.5x a gradient at k = 8, >= 1.4x faster than
 the one-probe uncached product, within 10% of the cached product (the second backward alone).
 """
@@ -20,7 +20,7 @@ import torch
 import hessdepth as hd
 from hessdepth.data import fixed_batches
 from hessdepth.probes import probe_vector
-from hessdepth.operator import _gradient_graph, _second_backward
+from hessdepth.hvp import gradient_graph, second_backward
 
 GOAL_GRADIENTS, GOAL_SPEEDUP, GOAL_FLOOR = 2.5, 1.4, 1.10
 LANCZOS_STEPS = 90  # the paper's: for the memory of k Lanczos bases
@@ -31,7 +31,7 @@ def vmap_lockstep(op, V):
     tangents = tuple(t.reshape(len(V), *s) for t, s in zip(V.split(op._sizes, dim=-1), op._shapes))
     with op._mode():
         for x, y in op.batches:
-            _second_backward(_gradient_graph(op._batch_loss(x, y), op._params()), tangents, True)
+            second_backward(gradient_graph(op._batch_loss(x, y), op._params()), tangents, True)
 
 
 def measure(depth: int, n_images: int, batch_size: int, ks: list[int], repeats: int, device="cpu") -> dict:

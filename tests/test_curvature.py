@@ -100,6 +100,15 @@ def test_blocks_of_a_block_diagonal_matrix_reproduce_its_spectrum():
     torch.testing.assert_close(dense(hd.BlockOperator(op, [3, 1, 1])), A[[1, 3]][:, [1, 3]], rtol=0, atol=0)
 
 
+def test_the_hessian_and_gauss_newton_operators_are_siblings_over_one_loss():
+    assert not issubclass(hd.GaussNewtonOperator, hd.HessianOperator)
+    assert issubclass(hd.GaussNewtonOperator, hd.LossOperator) and issubclass(hd.HessianOperator, hd.LossOperator)
+    model, batches = tm.make_case(tm.CASES[0])
+    hessian, gauss_newton = hd.HessianOperator(model, batches), hd.GaussNewtonOperator(model, batches)
+    assert gauss_newton.loss() == hessian.loss() and torch.equal(gauss_newton.gradient(), hessian.gradient())
+    assert not gauss_newton.shares_graphs  # its matmat is one vmap per batch
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", tm.CASES)
 def test_gauss_newton_matches_dense_jacobian_product(name, mode):

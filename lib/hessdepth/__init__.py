@@ -27,7 +27,10 @@ from .device import choose_device, keep_freed_cpu_memory, machine_description, n
 from .checkpoints import load_checkpoint, read_curve
 from .snapshots import SnapshotError
 from .training import TrainConfig, TrainingDiverged, seeded_model, train
-from .operator import BN_MODES, COMPOSITIONS, HessianOperator, LinearOperator, MatrixOperator, Operator, OperatorError
+from .operator import LinearOperator, MatrixOperator, Operator, OperatorError
+from .loss_operator import BN_MODES, LossOperator
+from .hvp import COMPOSITIONS
+from .hessian import HessianOperator
 from .curvature import (
     BlockOperator,
     DifferenceOperator,

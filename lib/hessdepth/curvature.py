@@ -14,9 +14,10 @@ from typing import Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp, vjp, vmap
+from torch.func import jvp, vjp, vmap
 
-from .operator import HessianOperator, LinearOperator, multiply_rows
+from .loss_operator import LossOperator
+from .operator import LinearOperator, multiply_rows
 
 
 def parameter_indices(model: nn.Module, names: str | Sequence[str]) -> torch.Tensor:
@@ -67,7 +68,7 @@ class BlockOperator(LinearOperator):
     @property
     def shares_graphs(self) -> bool:
         """As the full operator's: a block's matmat is one matmat of the full operator."""
-        return getattr(self.op, "shares_graphs", False)
+        return self.op.shares_graphs
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         if V.dim() != 2 or V.shape[1] != self.num_params:
@@ -93,48 +94,33 @@ def block(op, names: str | Sequence[str], model: nn.Module | None = None) -> Blo
     return BlockOperator(op, parameter_indices(model, names))
 
 
-class GaussNewtonOperator(HessianOperator):
-    """Gauss-Newton matrix G = Jᵀ H_z J of the loss that :class:`HessianOperator` differentiates.
+class GaussNewtonOperator(LossOperator):
+    """Gauss-Newton matrix G = Jᵀ H_z J of the loss that :class:`~hessdepth.HessianOperator`
+    differentiates (batches, ``bn_mode``, dtypes, float64 accumulation, :meth:`gradient` and
+    :meth:`loss` are :class:`~hessdepth.LossOperator`'s).
 
     J is the Jacobian of each batch's logits by the parameters (through batch-statistics
     BatchNorm it couples a batch's samples), H_z the Hessian of the loss by the logits:
     (diag(p) - p pᵀ) / N per sample, p the softmax and N the total sample count. J v is a
-    forward-mode jvp and Jᵀu a vjp, so no second derivative of the network is formed. Batches,
-    ``bn_mode``, dtypes, float64 accumulation, :meth:`gradient` and :meth:`loss` are
-    HessianOperator's. G is symmetric positive semi-definite, and equals H where the logits are
-    linear in the parameters.
+    forward-mode jvp and Jᵀu a vjp, so no second derivative of the network is formed. G is
+    symmetric positive semi-definite, and equals H where the logits are linear in the parameters.
     """
 
     product_name = "Gauss-Newton-vector product"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-        bn_mode: str = "batch",
-    ):
-        # "jvp_grad" skips the graph-size estimate and the hand-derived BatchNorm second
-        # derivative, which only the Hessian's double backward uses
-        super().__init__(model, batches, bn_mode, composition="jvp_grad")
-        self.composition = "gauss_newton"
+    composition = "gauss_newton"
 
     def _batch_products(self, tangents, batched: bool) -> Iterator[tuple[torch.Tensor, ...]]:
         params = self._params()
         for x, _ in self.batches:
-            yield self._batch_product(x, params, tangents, batched)
+            logits_of = self._logits(x)
+            logits, pullback = vjp(logits_of, params)
+            probs = torch.softmax(logits, dim=-1)
 
-    def _batch_product(self, x, params, tangents, batched: bool) -> tuple[torch.Tensor, ...]:
-        def logits_of(p):
-            return functional_call(self.model, dict(zip(self._names, p)), (x,))
+            def product(t):
+                jt = jvp(logits_of, (params,), (t,))[1]
+                return pullback(probs * (jt - (probs * jt).sum(-1, keepdim=True)) / self.num_samples)[0]
 
-        logits, pullback = vjp(logits_of, params)
-        probs = torch.softmax(logits, dim=-1)
-
-        def product(t):
-            jt = jvp(logits_of, (params,), (t,))[1]
-            return pullback(probs * (jt - (probs * jt).sum(-1, keepdim=True)) / self.num_samples)[0]
-
-        return vmap(product)(tangents) if batched else product(tangents)
+            yield vmap(product)(tangents) if batched else product(tangents)
 
 
 class DifferenceOperator(LinearOperator):

@@ -27,7 +27,7 @@ def lockstep_block(op: Operator, probes: int, block: int | str = DEFAULT_BLOCK, 
     ``probes`` (at most as many as ``LOCKSTEP_MEMORY_GB`` holds at ``bytes_per_probe``) when the
     operator shares graphs among a matmat's rows, else 1."""
     if block == "auto":
-        if not getattr(op, "shares_graphs", False):  # optional for an Operator
+        if not op.shares_graphs:
             return 1
         fits = int(LOCKSTEP_MEMORY_GB * 2**30 // bytes_per_probe) if bytes_per_probe else probes
         return max(1, min(probes, fits))

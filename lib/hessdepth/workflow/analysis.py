@@ -28,7 +28,8 @@ from ..h5io import DIGEST, OutputError, atomic_h5, check_identity, rebuild_hint,
 from ..lanczos import slq
 from ..models import resnet_blocks
 from ..moments import hutchinson_moments
-from ..operator import DEFAULT_GRAPH_CACHE_GB, HessianOperator
+from ..hessian import HessianOperator
+from ..hvp import DEFAULT_GRAPH_CACHE_GB
 from ..probestore import ProbeStore
 from ..checkpoints import load_checkpoint
 
