@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 import hessdepth as hd
-from hessdepth.findings import publishable_config, render_results
+from hessdepth.document import publishable_config, render_results
 from hessdepth.h5io import open_checked
 from hessdepth.summary import read_csv
 

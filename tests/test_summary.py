@@ -9,12 +9,13 @@ import pytest
 from scipy import stats as sps
 
 import fake_results as fr
-from hessdepth import findings
+from hessdepth import document, findings
 from hessdepth.h5io import OutputError
 from hessdepth.statistics import paired_comparison, seed_average
 from hessdepth.density import density
 from hessdepth.summary import (
     BY_MODEL_COLUMNS,
+    BY_MODEL_RULE,
     COLUMNS,
     CURVATURE_BY_MODEL_COLUMNS,
     CURVATURE_COLUMNS,
@@ -375,9 +376,9 @@ def test_log_scale_intervals_cover_and_stay_positive():
 
 
 def test_replication_section_sets_verdicts_side_by_side():
-    same = findings.replication_section(paired_rows(lambda d: 3.0), {"half 1": paired_rows(lambda d: 3.0, seed=1)})
+    same = document.replication_section(paired_rows(lambda d: 3.0), {"half 1": paired_rows(lambda d: 3.0, seed=1)})
     assert "4 of 4 verdicts agree" in "\n".join(same)
-    other = findings.replication_section(paired_rows(lambda d: 3.0), {"half 1": paired_rows(lambda d: 1 / 3)})
+    other = document.replication_section(paired_rows(lambda d: 3.0), {"half 1": paired_rows(lambda d: 1 / 3)})
     assert "| 3 | 10 | **holds / P/kurtosis: holds** | **reversed / P/kurtosis: reversed** | **no** |" in other
 
 
@@ -396,7 +397,7 @@ def test_results_document_from_tables(tmp_path):
     )
     summary = summarize(**files, density=DENSITY, stats=STATS)
     by_model = aggregate_by_model(summary.rows, 0.95)
-    text = findings.render_results(
+    text = document.render_results(
         summary.rows,
         by_model,
         figures=["fig3_moments.png"],
@@ -409,7 +410,7 @@ def test_results_document_from_tables(tmp_path):
     assert "![fig3_moments](fig3_moments.png)" in text
     # two depths, one seed: no rank correlation decides, and two pairs give an interval too wide
     assert text.count("**not resolved at this scale**") == 4 + 3  # findings 2-4 on P / kurtosis too
-    assert "Kurtosis is not excess" in text and findings.BY_MODEL_RULE in text
+    assert "Kurtosis is not excess" in text and BY_MODEL_RULE in text
     assert "| 14 |" in text and "ResNet-14" in text and findings.RULES in text
 
 
@@ -526,9 +527,9 @@ def test_results_document_with_and_without_the_curvature_section(tmp_path):
     rows = curvature_rows(4.0, 2.0)
     common = dict(figures=[], config={}, machine="m", wall_time=None, sources=["summary.csv"])
     by_model = aggregate_by_model(summary.rows, 0.95)
-    plain = findings.render_results(summary.rows, by_model, **common)
+    plain = document.render_results(summary.rows, by_model, **common)
     assert "Where the outliers live" not in plain
-    text = findings.render_results(summary.rows, by_model, **common, curvature=(rows, aggregate_curvature(rows, 0.95)))
+    text = document.render_results(summary.rows, by_model, **common, curvature=(rows, aggregate_curvature(rows, 0.95)))
     assert text.startswith(plain[: plain.index("## Training loss")])  # the rest of the document is unchanged
     assert findings.CURVATURE_RULES in text and "### Step 10: kurtosis of each block" in text
     assert "| simple-20 |" in text and text.count("| stage3 |\n") == 6  # heaviest block of every model
