@@ -13,6 +13,7 @@ sys.path.insert(0, LIB)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [LIB, os.getenv("PYTHONPATH")])))
 import hessdepth as hd
 from hessdepth import workflow as wf
+from hessdepth.plots import figures_drawn
 
 SCHEMA = yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))
 config.update(wf.coerce_cli_strings(config, SCHEMA))  # --config key="{...}" arrives as strings
@@ -41,18 +42,7 @@ MODELS = [hd.model_id(a, d) for a in config["models"]["archs"] for d in config["
 USE_GPU = config["device"] != "cpu"  # ask the scheduler for a GPU unless told to run on the CPU
 CURVATURE = config["curvature"]  # optional stages: blocks of the Hessian, its Gauss-Newton part
 CURVATURE_STEPS = sorted(CURVATURE["steps"] or STEPS)
-FIGURES = [
-    "fig1_gradnorms",
-    "fig2_depth_densities",
-    "fig3_moments",
-    "fig4_densities_steps",
-    "fig5_curves",
-    "fig6_curves",
-]
-if CURVATURE["blocks"]:
-    FIGURES.append("fig7_blocks")
-if CURVATURE["gauss_newton"]:
-    FIGURES.append("fig8_gauss_newton")
+FIGURES = figures_drawn(CURVATURE)  # the paper's six, and each curvature stage's (hessdepth.plots.FIGURES)
 
 
 wildcard_constraints:

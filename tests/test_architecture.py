@@ -119,9 +119,15 @@ def test_every_hdf5_file_is_as_described(finished_run):
                 assert not missing, f"{path}: no attributes {sorted(missing)}"
 
 
-def test_the_rules_and_the_plots_know_the_same_figures():
-    from hessdepth.plots import FIGURES
+def test_the_rules_and_the_captions_follow_the_figure_registry():
+    from hessdepth.plots import FIGURES, figures_drawn
 
-    for rule_file in ("rules/common.smk", "rules/figure_inputs.smk"):
-        named = set(re.findall(r'"(fig\d_\w+)"', (ROOT / rule_file).read_text()))
-        assert named == set(FIGURES), f"{rule_file} names {sorted(named)}; hessdepth.plots draws {FIGURES}"
+    inputs = (ROOT / "rules/figure_inputs.smk").read_text()
+    named = set(re.findall(r'"(fig\d_\w+)"', inputs))
+    assert named == set(FIGURES), f"rules/figure_inputs.smk names {sorted(named)}; the registry {list(FIGURES)}"
+    assert not re.findall(r'"(fig\d_\w+)"', (ROOT / "rules/common.smk").read_text())  # it asks the registry
+    for name, spec in FIGURES.items():
+        assert (ROOT / f"report/captions/{name}.rst").is_file(), f"{name} has no caption"
+        assert set(re.findall(rf'"{name}": lambda: {{\s*"(\w+)"', inputs)) <= set(spec.inputs)
+    assert figures_drawn({"blocks": False, "gauss_newton": False}) == list(FIGURES)[:6]
+    assert figures_drawn({"blocks": False, "gauss_newton": True})[-1] == "fig8_gauss_newton"

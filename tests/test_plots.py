@@ -5,7 +5,8 @@ import pytest
 
 import fake_results as fr
 from hessdepth.h5io import OutputError
-from hessdepth.plots import lower_norm_fraction, make_figure, read_gradnorms, save_figure
+from hessdepth.plots import make_figure, save_figure
+from hessdepth.training_plots import lower_norm_fraction, read_gradnorms
 from hessdepth.summary import (
     CURVATURE_BY_MODEL_COLUMNS,
     aggregate_by_model,
@@ -163,7 +164,7 @@ def test_fig2_plots_seed_averaged_densities_that_integrate_to_one_and_are_not_co
 
 
 def test_fig3_axes_follow_the_statistics_scales():
-    from hessdepth.plots import moments_figure
+    from hessdepth.spectrum_plots import moments_figure
 
     rows = []
     for arch, sign in (("resnet", 1), ("simple", -1)):

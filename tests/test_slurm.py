@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hessdepth.plots import figures_drawn
 
 pytestmark = pytest.mark.slurm
 
@@ -33,14 +34,7 @@ COMPUTE_JOBS = {
     "gauss_newton": 4,
 }  # config/test.yaml: the curvature stages at step 10
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
-FIGURES = [
-    "fig1_gradnorms",
-    "fig2_depth_densities",
-    "fig3_moments",
-    "fig4_densities_steps",
-    "fig5_curves",
-    "fig6_curves",
-]
+FIGURES = figures_drawn({})  # the paper's six (hessdepth.plots.FIGURES)
 # The resume test trains one model longer than config/test.yaml does, with frequent snapshots.
 RESUME_STEPS, SNAPSHOT_EVERY = 400, 50
 

@@ -14,17 +14,11 @@ import yaml
 
 from conftest import ROOT, SUBSET_MD5, planned_jobs, snakemake
 from hessdepth.summary import CURVATURE_BY_MODEL_COLUMNS, CURVATURE_COLUMNS, CURVATURE_STAT_COLUMNS
+from hessdepth.plots import figures_drawn
 
 pytestmark = pytest.mark.workflow
 R = "results/test"
-FIGURES = [
-    "fig1_gradnorms",
-    "fig2_depth_densities",
-    "fig3_moments",
-    "fig4_densities_steps",
-    "fig5_curves",
-    "fig6_curves",
-]
+FIGURES = figures_drawn({})  # the paper's six (hessdepth.plots.FIGURES)
 MODELS = ["resnet8", "resnet14", "simple8", "simple14"]
 
 
