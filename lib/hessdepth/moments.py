@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from scipy.special import ndtri
+from scipy.stats import bootstrap
 from tqdm import tqdm
 
 from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
@@ -91,6 +92,12 @@ def _stats(m1, m2, m3, m4):
     return m1, var**0.5, c3 / var**1.5, c4 / var**2
 
 
+def _resampled_stats(moments: np.ndarray, axis: int) -> np.ndarray:
+    """(mean, std, skewness, kurtosis) of each resample's probe-averaged moments: ``moments`` is
+    (4, resamples, probes) as ``scipy.stats.bootstrap`` passes it, the result (4, resamples)."""
+    return np.stack(_stats(*moments.mean(axis=axis)))
+
+
 def spectral_stats(
     per_probe_moments: np.ndarray,
     confidence: float = 0.95,
@@ -105,7 +112,7 @@ def spectral_stats(
     moments: skewness = E[(l-mu)^3]/sigma^3, kurtosis = E[(l-mu)^4]/sigma^4 (3 for a Gaussian).
     Each maps to (value, lo, hi), a ``confidence`` interval for the probe sampling error:
     ``"bootstrap"`` resamples the P probes with replacement ``resamples`` times (seeded by
-    ``seed``) and takes percentile intervals of the recomputed statistics; ``"delta"`` is
+    ``seed``) and takes percentile intervals of the recomputed statistics (``scipy.stats.bootstrap``); ``"delta"`` is
     value +- z * standard error, linearising the statistic around the averaged moments with
     the sample covariance of the per-probe moments. With fewer than 2 probes lo = hi = NaN.
     Both are large-sample intervals: with 32 probes of a heavy-tailed test spectrum, nominal
@@ -125,11 +132,17 @@ def spectral_stats(
     if P < 2:
         lo = hi = np.full(4, np.nan)
     elif method == "bootstrap":
-        picks = np.random.default_rng(seed).integers(0, P, size=(resamples, P))
-        boot = np.stack(_stats(*moments[picks].mean(axis=1).T), axis=1)
-        tail = 100 * (1 - confidence) / 2
         with np.errstate(invalid="ignore"):
-            lo, hi = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
+            ci = bootstrap(
+                (moments,),
+                _resampled_stats,
+                n_resamples=resamples,
+                confidence_level=confidence,
+                method="percentile",
+                axis=0,
+                rng=seed,
+            ).confidence_interval
+        lo, hi = ci.low, ci.high
     else:
         jac = torch.autograd.functional.jacobian(lambda m: torch.stack(_stats(*m)), torch.as_tensor(mean)).numpy()
         cov = np.cov(moments, rowvar=False, ddof=1) / P
