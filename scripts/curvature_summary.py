@@ -6,8 +6,8 @@ from hessdepth.summary import (
     CURVATURE_COLUMNS,
     aggregate_curvature,
     summarize_curvature,
-    write_csv,
 )
+from hessdepth.tables import write_csv
 
 wf.setup_job(snakemake.log[0])
 stats = snakemake.params.stats

@@ -21,7 +21,7 @@ import yaml
 import hessdepth as hd
 from hessdepth.document import publishable_config, render_results
 from hessdepth.h5io import open_checked
-from hessdepth.summary import read_csv
+from hessdepth.tables import read_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 

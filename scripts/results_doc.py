@@ -6,7 +6,7 @@ from pathlib import Path
 import hessdepth as hd
 from hessdepth import workflow as wf
 from hessdepth.document import publishable_config, render_results
-from hessdepth.summary import read_csv
+from hessdepth.tables import read_csv
 
 wf.setup_job(snakemake.log[0])
 out = Path(snakemake.output.md)

@@ -1,7 +1,8 @@
 """Rule summary: every model x seed x step in summary.h5 / summary.csv / summary_by_model.csv."""
 
 from hessdepth import workflow as wf
-from hessdepth.summary import aggregate_by_model, summarize, write_summary
+from hessdepth.summary import aggregate_by_model, summarize
+from hessdepth.tables import write_summary
 
 wf.setup_job(snakemake.log[0])
 params = snakemake.params

@@ -72,7 +72,7 @@ def bulk_and_outliers(seed: int = 0):
 
 
 def test_node_spacing_kernel_is_smooth_where_the_paper_kernel_is_a_comb():
-    from hessdepth.summary import cell_density, common_grid
+    from hessdepth.density import cell_density, common_grid
 
     grid = common_grid([-20, 60], 4001)
     spacing = grid[1] - grid[0]

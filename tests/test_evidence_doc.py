@@ -16,8 +16,8 @@ from hessdepth.summary import (
     aggregate_curvature,
     summarize,
     summarize_curvature,
-    write_csv,
 )
+from hessdepth.tables import write_csv
 from test_summary import DENSITY, STATS, curvature_files, make_runs
 
 

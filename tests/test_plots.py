@@ -13,9 +13,8 @@ from hessdepth.summary import (
     aggregate_curvature,
     summarize,
     summarize_curvature,
-    write_csv,
-    write_summary,
 )
+from hessdepth.tables import write_csv, write_summary
 
 PARAMS = {
     "density": {"sigma2": 1e-5, "grid_points": 801, "grid_range": [-20, 60]},

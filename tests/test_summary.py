@@ -12,7 +12,8 @@ import fake_results as fr
 from hessdepth import document, findings
 from hessdepth.h5io import OutputError
 from hessdepth.statistics import paired_comparison, seed_average
-from hessdepth.density import density
+from hessdepth.density import cell_density, common_grid, density
+from hessdepth.tables import read_csv, read_summary, write_csv, write_summary
 from hessdepth.summary import (
     BY_MODEL_COLUMNS,
     BY_MODEL_RULE,
@@ -25,14 +26,8 @@ from hessdepth.summary import (
     STAT_COLUMNS,
     aggregate_by_model,
     aggregate_curvature,
-    cell_density,
-    common_grid,
-    read_csv,
     summarize,
     summarize_curvature,
-    write_csv,
-    read_summary,
-    write_summary,
 )
 
 DENSITY = {"sigma2": 1e-5, "grid_points": 4001, "grid_range": [-20, 60]}

@@ -28,7 +28,7 @@ from .spectrum_plots import (
     gauss_newton_figure,
     moments_figure,
 )
-from .summary import read_csv, read_summary
+from .tables import read_csv, read_summary
 from .training_plots import curves_figure, gradnorms_figure, read_curve, read_gradnorms
 
 TABLE_INPUTS = ("summary", "curvature")  # the summary tables; every other input is one run's file

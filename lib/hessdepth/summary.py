@@ -9,7 +9,7 @@ P / kurtosis (``*_outliers``), the learning rate at the checkpoint with lambda_m
 sharpness against the 2 / lr edge of stability), and lambda_max^2 / sum(lambda^2), the share of
 the squared spectrum in the top eigenvalue (``top_share``). Each row also has a
 std-normalised density on a grid common to all rows (averaged over each grid cell, see
-:func:`cell_density`).
+:func:`hessdepth.density.cell_density`).
 
 :func:`aggregate_by_model` averages seeds by the rule :data:`BY_MODEL_RULE`.
 
@@ -20,27 +20,20 @@ its Gauss-Newton part on the same probes (``hessian_*``, ``gauss_newton_*``).
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
-from .density import density as spectral_density
-from .density import node_spacing_width
+from .density import cell_density, common_grid, node_spacing_width
 from .h5io import (
     OutputError,
-    atomic_h5,
     check_identity,
     rebuild_hint,
     open_checked,
     read_json_attr,
-    string_array,
-    write_attrs,
 )
 from .models import resnet_blocks
 from .provenance import check_run, read_provenance
@@ -112,9 +105,9 @@ BY_MODEL_RULE = (
     "The spread across seeds contains each seed's probe and Hessian-subsample noise, so the "
     "across-seed interval covers all three."
 )
-_STR = {"dataset", "model", "arch", "bn_mode", "interval"}
-_BOOL = {"synthetic", "diverged"}
-_INT = {"depth", "seed", "step", "n_params", "n_seeds", "n_diverged"}
+STR_COLUMNS = {"dataset", "model", "arch", "bn_mode", "interval"}
+BOOL_COLUMNS = {"synthetic", "diverged"}
+INT_COLUMNS = {"depth", "seed", "step", "n_params", "n_seeds", "n_diverged"}
 
 
 @dataclass
@@ -131,14 +124,6 @@ def model_label(arch: str, depth: int) -> str:
     return f"{'ResNet' if arch == 'resnet' else arch}-{depth}"
 
 
-def common_grid(grid_range: Sequence[float], grid_points: int) -> np.ndarray:
-    """The shared eigenvalue grid, in units of each spectrum's standard deviation."""
-    lo, hi = (float(v) for v in grid_range)
-    if not hi > lo or grid_points < 2:
-        raise ValueError(f"need grid_range lo < hi and grid_points >= 2, got {grid_range}, {grid_points}")
-    return np.linspace(lo, hi, int(grid_points))
-
-
 def read_identity(f, path, keys: Sequence[str] = IDENTITY) -> dict:
     """Identity attributes of a per-run file (``keys``), with Python types."""
     missing = [k for k in keys if k not in f.attrs]
@@ -148,7 +133,7 @@ def read_identity(f, path, keys: Sequence[str] = IDENTITY) -> dict:
 
 
 def _typed(name: str, value):
-    return bool(value) if name in _BOOL else int(value) if name in _INT else str(value)
+    return bool(value) if name in BOOL_COLUMNS else int(value) if name in INT_COLUMNS else str(value)
 
 
 def _check_same_run(ref: dict, ref_path, other: dict, other_path) -> None:
@@ -169,34 +154,6 @@ def _stats_columns(prefix: str, per_probe: np.ndarray, stats: dict, names: Seque
     for s in names:
         row[f"{prefix}_{s}"], row[f"{prefix}_{s}_lo"], row[f"{prefix}_{s}_hi"] = (float(v) for v in result[s])
     return row
-
-
-def cell_density(
-    nodes: np.ndarray,
-    weights: np.ndarray,
-    grid: np.ndarray,
-    sigma2: float,
-    max_refine: int = 256,
-    width: float | None = None,
-) -> np.ndarray:
-    """Std-normalised smoothed density averaged over each cell of the uniform ``grid``.
-
-    Values at the grid points alone miss mass when the smoothing kernel is narrower than the
-    spacing; each cell is sampled at 1, 4, 16 ... points until the cells hold all the mass
-    (to 1%) or ``max_refine`` is reached, so the result integrates to 1 whenever the spectrum
-    lies inside the grid.
-    """
-    spacing = grid[1] - grid[0]
-    refine = 1
-    while True:
-        offsets = ((np.arange(refine) + 0.5) / refine - 0.5) * spacing
-        _, fine = spectral_density(
-            nodes, weights, grid=(grid[:, None] + offsets).ravel(), sigma2=sigma2, normalize=True, width=width
-        )
-        cells = fine.reshape(len(grid), refine).mean(axis=1)
-        if abs(cells.sum() * spacing - 1) < 0.01 or refine >= max_refine:
-            return cells
-        refine *= 4
 
 
 def read_spectrum(
@@ -431,79 +388,3 @@ def aggregate_by_model(
 def aggregate_curvature(rows: Sequence[dict], confidence: float) -> list[dict]:
     """The curvature table per model (:data:`CURVATURE_BY_MODEL_COLUMNS`), seeds averaged."""
     return aggregate_by_model(rows, confidence, CURVATURE_STAT_COLUMNS, ())
-
-
-def _column_array(rows: Sequence[dict], name: str) -> np.ndarray:
-    values = [r[name] for r in rows]
-    if name in _STR:
-        return string_array(values)
-    return np.array(values, dtype=bool if name in _BOOL else np.int64 if name in _INT else np.float64)
-
-
-def _write_table(group, rows: Sequence[dict], columns: Sequence[str]) -> None:
-    for name in columns:
-        group.create_dataset(name, data=_column_array(rows, name))
-    write_attrs(group, {"columns": list(columns), "n_rows": len(rows)})
-
-
-def _read_table(path, group, columns: Sequence[str]) -> list[dict]:
-    if list(read_json_attr(group, "columns")) != list(columns):
-        raise OutputError(f"{path}: its table has other columns than this version writes; {rebuild_hint(path)}")
-    values = {name: group[name].asstr()[()] if name in _STR else group[name][()] for name in columns}
-    return [
-        {name: values[name][i].item() if name not in _STR else str(values[name][i]) for name in columns}
-        for i in range(int(group.attrs["n_rows"]))
-    ]
-
-
-def read_summary(path: os.PathLike | str) -> tuple[Summary, list[dict]]:
-    """summary.h5 as :func:`write_summary` wrote it: the per-run table with each row's density
-    on the grid, and the per-model table (seeds averaged by :data:`BY_MODEL_RULE`)."""
-    with open_checked(path, ("grid", "density", "by_model")) as f:
-        summary = Summary(_read_table(path, f, COLUMNS), f["grid"][()], f["density"][()])
-        return summary, _read_table(path, f["by_model"], BY_MODEL_COLUMNS)
-
-
-def write_csv(path: os.PathLike | str, rows: Sequence[dict], columns: Sequence[str]) -> None:
-    """Write rows as CSV (floats at full precision, NaN as ``nan``), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({c: repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns})
-
-
-def read_csv(path: os.PathLike | str) -> list[dict]:
-    """Read a table written by :func:`write_csv`, with typed values."""
-    if not Path(path).exists():
-        raise OutputError(f"{path}: file not found")
-
-    def parse(name, value):
-        if name in _STR:
-            return value
-        if name in _BOOL:
-            return value == "True"
-        return int(value) if name in _INT else float(value)
-
-    with open(path, newline="") as f:
-        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def write_summary(
-    h5_path: os.PathLike | str,
-    csv_path: os.PathLike | str,
-    by_model_csv: os.PathLike | str,
-    summary: Summary,
-    by_model: Sequence[dict],
-    attrs: dict,
-) -> None:
-    """summary.h5 (table columns at the root, ``grid``, ``density``, group ``by_model``) and CSVs."""
-    with atomic_h5(h5_path, attrs) as f:
-        _write_table(f, summary.rows, COLUMNS)
-        f.create_dataset("grid", data=summary.grid)
-        f.create_dataset("density", data=summary.density)
-        write_attrs(f["grid"], {"units": "eigenvalue / spectrum standard deviation"})
-        _write_table(f.create_group("by_model"), by_model, BY_MODEL_COLUMNS)
-        write_attrs(f["by_model"], {"rule": BY_MODEL_RULE})
-    write_csv(csv_path, summary.rows, COLUMNS)
-    write_csv(by_model_csv, by_model, BY_MODEL_COLUMNS)
