@@ -14,6 +14,7 @@ def written(path, data=None):
         f["names"] = hd.h5io.string_array(["a", "b"])
         f["scalar"] = 3.0
         f.create_group("group")["inner"] = np.ones((3, 4), np.float32)
+        f.create_dataset("made/by/path", data=np.ones(5, np.int64))
     return path
 
 
@@ -30,10 +31,12 @@ def flip_byte_of(path, dataset):
 def test_written_files_are_checksummed_and_read_back_unchanged(tmp_path):
     path = written(tmp_path / "a.h5")
     with open_checked(path, ("values", "group/inner")) as f:
-        assert f["values"].fletcher32 and f["group/inner"].fletcher32 and DIGEST in f.attrs
+        assert all(f[name].fletcher32 for name in ("values", "group/inner", "made/by/path")) and DIGEST in f.attrs
+        assert not f["names"].fletcher32 and not f["scalar"].fletcher32  # HDF5 checksums arrays of fixed-size elements
         np.testing.assert_array_equal(f["values"][()], np.arange(4096))
         assert [s.decode() for s in f["names"][()]] == ["a", "b"] and f["scalar"][()] == 3.0
         assert f.attrs["model"] == "resnet8"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]  # written once: no scratch copy left
 
 
 def test_a_flipped_byte_is_an_error_naming_the_file_and_dataset(tmp_path):

@@ -42,8 +42,8 @@ def write_error(path: os.PathLike | str, err: OSError) -> WriteError | OSError:
     )
 
 
-def temp_name(path: Path, pid: int, suffix: str = "") -> Path:
-    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{pid}{suffix}")
+def temp_name(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{pid}")
 
 
 def _alive(pid: int) -> bool:
@@ -66,20 +66,17 @@ def remove_stale_temps(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: os.PathLike | str, suffixes: tuple[str, ...] = ()) -> Iterator[Path | tuple[Path, ...]]:
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """A temporary path to write ``path``'s contents to, renamed to ``path`` when the block ends
-    without an error and removed otherwise. With ``suffixes``, also that many more scratch paths
-    (removed in any case), yielded after it as a tuple."""
+    without an error and removed otherwise."""
     path = Path(path)
     tmp = temp_name(path, os.getpid())
-    scratch = [temp_name(path, os.getpid(), s) for s in suffixes]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
-        yield (tmp, *scratch) if suffixes else tmp
+        yield tmp
         os.replace(tmp, path)
     except OSError as err:
         raise write_error(path, err) from err
     finally:
-        for t in (tmp, *scratch):
-            t.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)

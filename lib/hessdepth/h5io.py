@@ -63,11 +63,6 @@ def write_attrs(obj: h5py.HLObject, attrs: dict) -> None:
 DIGEST = "content_sha256"
 
 
-def _checksummable(ds: h5py.Dataset) -> bool:
-    """Whether HDF5's Fletcher-32 filter can cover the dataset (chunked, fixed-size elements)."""
-    return ds.shape not in ((), None) and ds.size > 0 and not h5py.check_string_dtype(ds.dtype) and ds.dtype.kind != "O"
-
-
 def _hash_value(h, value) -> None:
     array = np.asarray(value)
     if array.dtype.kind in "OUS":
@@ -98,20 +93,35 @@ def content_digest(f: h5py.File, path: os.PathLike | str = "") -> str:
     return h.hexdigest()
 
 
-def _copy_checksummed(src: h5py.Group, dst: h5py.Group) -> None:
-    """Copy ``src`` into ``dst``, array datasets with Fletcher-32, attributes as they are."""
-    for key, value in src.attrs.items():
-        dst.attrs[key] = value
-    for name, obj in src.items():
-        if isinstance(obj, h5py.Group):
-            _copy_checksummed(obj, dst.create_group(name))
-            continue
-        checksum = _checksummable(obj)
-        copy = dst.create_dataset(
-            name, data=obj[()], dtype=obj.dtype, chunks=True if checksum else None, fletcher32=checksum
-        )
-        for key, value in obj.attrs.items():
-            copy.attrs[key] = value
+def _checksummable(shape, dtype: np.dtype) -> bool:
+    """Whether HDF5's Fletcher-32 filter can cover a dataset (chunked, fixed-size elements)."""
+    return bool(shape) and int(np.prod(shape)) > 0 and dtype.kind not in "OUSV" and not h5py.check_string_dtype(dtype)
+
+
+class _ChecksummedWrites:
+    """``create_dataset`` gives every array dataset HDF5's Fletcher-32 filter (and the chunks it
+    needs); ``create_group`` returns a group that does the same. ``f[name] = array`` goes through
+    ``create_dataset``, so every way of writing an array is covered."""
+
+    def create_dataset(self, name, shape=None, dtype=None, data=None, **kwds):
+        probe = np.asarray(data) if data is not None else None
+        size = probe.shape if probe is not None else (shape,) if isinstance(shape, int) else tuple(shape or ())
+        kind = np.dtype(dtype) if dtype is not None else probe.dtype if probe is not None else np.dtype("f4")
+        if _checksummable(size, kind):
+            kwds.setdefault("chunks", True)
+            kwds.setdefault("fletcher32", True)
+        return super().create_dataset(name, shape, dtype, data, **kwds)
+
+    def create_group(self, name, track_order=None):
+        return _ChecksummedGroup(super().create_group(name, track_order=track_order).id)
+
+
+class _ChecksummedGroup(_ChecksummedWrites, h5py.Group):
+    pass
+
+
+class _ChecksummedFile(_ChecksummedWrites, h5py.File):
+    pass
 
 
 @contextlib.contextmanager
@@ -119,15 +129,14 @@ def atomic_h5(path: os.PathLike | str, attrs: dict | None = None) -> Iterator[h5
     """Open ``path`` for writing under a temporary name; rename into place only on success.
 
     Temporary files that killed writers on this host left for the same path are removed first.
-    The file is then copied once more with its checksums (module docstring) before the rename.
+    Array datasets are written once, with their Fletcher-32 checksums; the content digest
+    (module docstring) is added when the block ends.
     """
-    with atomic_path(path, suffixes=(".raw",)) as (final, raw):
-        with h5py.File(raw, "w") as f:
+    with atomic_path(path) as tmp:
+        with _ChecksummedFile(tmp, "w") as f:
             write_attrs(f, {"hessdepth_version": __version__, **(attrs or {})})
             yield f
-        with h5py.File(raw, "r") as src, h5py.File(final, "w") as dst:
-            _copy_checksummed(src, dst)
-            dst.attrs[DIGEST] = content_digest(dst)
+            f.attrs[DIGEST] = content_digest(f)
 
 
 def verify_checksums(f: h5py.File, path: os.PathLike | str) -> None:
