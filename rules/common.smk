@@ -93,6 +93,15 @@ def gradnorms_file(model, seed, step):
     return f"{RESULTS}/gradnorms/{model}/seed{seed}/step{step}.h5"
 
 
+def hessian_job_log(rule):
+    """A per-checkpoint job's log: one per rule, model, seed and step."""
+    return f"{LOGS}/{rule}/{{model}}_seed{{seed}}_step{{step}}.log"
+
+
+def hessian_job_benchmark(rule):
+    return f"{BENCHMARKS}/{rule}/{{model}}_seed{{seed}}_step{{step}}.tsv"
+
+
 def table_file(name):
     """summary.csv, summary_curvature.csv, ...: the run's tables."""
     return f"{RESULTS}/{name}"

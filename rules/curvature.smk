@@ -1,6 +1,7 @@
 # Optional per-checkpoint stages (config `curvature`), at CURVATURE_STEPS: Hutchinson moments of
 # each diagonal block of the Hessian, and of its Gauss-Newton part beside the Hessian on the same
-# probes; then their table. Like the moments job, each saves every finished probe and resumes.
+# probes; then their table. Like the moments job, each is the lanczos rule with its own output
+# (rules/hessian.smk), saves every finished probe and resumes.
 # gauss_newton computes H again rather than reusing moments.h5: two more products per probe buy
 # a file that is paired probe by probe whatever `moments` says, and a job that needs no other.
 
@@ -9,52 +10,36 @@ localrules:
     curvature_summary,
 
 
-rule block_moments:
-    input:
-        checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),
-        data=data_file(),
+use rule lanczos as block_moments with:
     output:
         blocks_file("{model}", "{seed}", "{step}"),
     params:
         settings=curvature_params(),
     log:
-        f"{LOGS}/block_moments/{{model}}_seed{{seed}}_step{{step}}.log",
+        hessian_job_log("block_moments"),
     benchmark:
-        f"{BENCHMARKS}/block_moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
-    threads: config["threads"]
+        hessian_job_benchmark("block_moments"),
     resources:
         graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=8000,
         runtime=hvp_runtime("curvature", lambda s: 2 * len(hd.resnet_blocks())),
         gpu=int(USE_GPU),
-    conda:
-        "../envs/hessdepth.yaml"
-    script:
-        "../scripts/hessian_job.py"
 
 
-rule gauss_newton:
-    input:
-        checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),
-        data=data_file(),
+use rule lanczos as gauss_newton with:
     output:
         gauss_newton_file("{model}", "{seed}", "{step}"),
     params:
         settings=curvature_params(),
     log:
-        f"{LOGS}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.log",
+        hessian_job_log("gauss_newton"),
     benchmark:
-        f"{BENCHMARKS}/gauss_newton/{{model}}_seed{{seed}}_step{{step}}.tsv"
-    threads: config["threads"]
+        hessian_job_benchmark("gauss_newton"),
     resources:
         graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=8000,
         runtime=hvp_runtime("curvature", lambda s: 4),  # 2 Hessian, 2 Gauss-Newton products (about as costly)
         gpu=int(USE_GPU),
-    conda:
-        "../envs/hessdepth.yaml"
-    script:
-        "../scripts/hessian_job.py"
 
 
 rule curvature_summary:

@@ -1,5 +1,7 @@
 # Per checkpoint, three independent jobs: SLQ (Lanczos), Hutchinson moments, gradient norms.
-# Lanczos and Hutchinson save each finished probe beside their output and resume from it.
+# Lanczos and Hutchinson save each finished probe beside their output and resume from it. Every
+# Hessian job is the lanczos rule with its own output, settings and resources (`use rule`); a
+# `with:` block replaces the resources whole, so each states all of them.
 
 
 rule lanczos:
@@ -11,9 +13,9 @@ rule lanczos:
     params:
         settings=hessian_params("lanczos"),
     log:
-        f"{LOGS}/lanczos/{{model}}_seed{{seed}}_step{{step}}.log",
+        hessian_job_log("lanczos"),
     benchmark:
-        f"{BENCHMARKS}/lanczos/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        hessian_job_benchmark("lanczos")
     threads: config["threads"]
     resources:
         graph_cache_mb=GRAPH_CACHE_MB,
@@ -26,28 +28,20 @@ rule lanczos:
         "../scripts/hessian_job.py"
 
 
-rule moments:
-    input:
-        checkpoint=checkpoint_file("{model}", "{seed}", "{step}"),
-        data=data_file(),
+use rule lanczos as moments with:
     output:
         moments_file("{model}", "{seed}", "{step}"),
     params:
         settings=hessian_params("moments"),
     log:
-        f"{LOGS}/moments/{{model}}_seed{{seed}}_step{{step}}.log",
+        hessian_job_log("moments"),
     benchmark:
-        f"{BENCHMARKS}/moments/{{model}}_seed{{seed}}_step{{step}}.tsv"
-    threads: config["threads"]
+        hessian_job_benchmark("moments"),
     resources:
         graph_cache_mb=GRAPH_CACHE_MB,
         mem_mb=8000,
         runtime=hvp_runtime("moments", lambda s: 2),
         gpu=int(USE_GPU),
-    conda:
-        "../envs/hessdepth.yaml"
-    script:
-        "../scripts/hessian_job.py"
 
 
 rule gradnorms:
@@ -60,9 +54,9 @@ rule gradnorms:
         settings={**config["gradnorms"], "bn_mode": config["hessian"]["bn_mode"],
                   "device": config["device"]},
     log:
-        f"{LOGS}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.log",
+        hessian_job_log("gradnorms"),
     benchmark:
-        f"{BENCHMARKS}/gradnorms/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        hessian_job_benchmark("gradnorms")
     threads: config["threads"]
     resources:
         mem_mb=8000,

@@ -68,11 +68,10 @@ def test_every_rule_is_one_row_of_the_dag_table_and_each_row_is_right():
         for line in section("The DAG, step by step").splitlines()
         if line.startswith("| `")
     ]
-    defined = {
-        m[1]: (p, m[2])
-        for p in (ROOT / "rules").glob("*.smk")
-        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", p.read_text(), flags=re.M | re.S)
-    }
+    rule = re.compile(r"^(?:rule (\w+)|use rule (\w+) as (\w+) with):\n(.*?)(?=^rule |^use rule |\Z)", re.M | re.S)
+    found = [(p, m) for p in (ROOT / "rules").glob("*.smk") for m in rule.finditer(p.read_text())]
+    defined = {m[1]: (p, m[4]) for p, m in found if m[1]}
+    defined |= {m[3]: (p, defined[m[2]][1]) for p, m in found if m[3]}  # `use rule`: the base's script
     assert sorted(r[0] for r in rows) == sorted(defined), "one row per rule of rules/*.smk"
     for rule, rule_file, script, calls, _ in rows:
         path, body = defined[rule]
