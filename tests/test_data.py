@@ -22,16 +22,14 @@ from hessdepth.data import (
     CifarData,
     DataError,
     balanced_subset,
-    download_cifar10,
-    file_md5,
     fixed_batches,
     load_dataset_h5,
     read_dataset_h5,
     normalize,
-    read_cifar_archive,
     synthetic_dataset,
     write_dataset_h5,
 )
+from hessdepth.cifar_archive import download_cifar10, file_md5, read_cifar_archive
 from hessdepth.h5io import OutputError
 
 from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5

@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hessdepth.data import read_cifar_archive, synthetic_dataset
+from hessdepth.cifar_archive import read_cifar_archive
+from hessdepth.data import synthetic_dataset
 from hessdepth.h5io import OutputError
 from hessdepth.batches import Sampler, augment
 from hessdepth.checkpoints import CURVE_DATASETS, load_checkpoint, read_curve

@@ -229,7 +229,7 @@ def archive_server(subset_archive):
 def test_download_rule_over_http(tmp_path, archive_server):
     target = "results/downloads/cifar-10-python.tar.gz"
     snakemake(tmp_path, target, overrides={"data": {"url": archive_server, "md5": SUBSET_MD5}})
-    from hessdepth.data import file_md5
+    from hessdepth.cifar_archive import file_md5
 
     assert file_md5(tmp_path / target) == SUBSET_MD5
 

@@ -11,18 +11,16 @@ from .data import (
     balanced_half,
     balanced_subset,
     describe_dataset,
-    download_cifar10,
-    file_md5,
     fixed_batches,
     load_dataset_h5,
     read_dataset_h5,
     normalize,
-    read_cifar_archive,
     synthetic_dataset,
     training_half,
     training_set_size,
     write_dataset_h5,
 )
+from .cifar_archive import download_cifar10, file_md5, read_cifar_archive
 from .device import choose_device, keep_freed_cpu_memory, machine_description, no_tf32
 from .checkpoints import load_checkpoint, read_curve
 from .snapshots import SnapshotError
