@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -148,34 +150,27 @@ def _output_attrs(op: HessianOperator, ckpt_attrs: dict, settings: dict) -> dict
     }
 
 
-def _checked(op: HessianOperator) -> dict:
+def _checked(op) -> dict:
     """Symmetry and repeatability of the operator (4 products); raises with the usual causes."""
     return {"symmetry_error": op.check_symmetry(), "repeatability_error": op.check_repeatability()}
 
 
-def _store(out: Path, settings: dict, op: HessianOperator) -> ProbeStore:
-    return ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**settings, "params": _digest(op.model)})
+@dataclass
+class Result:
+    """What an analysis writes: attributes beside the run's, root datasets, and groups (name ->
+    (datasets, attributes))."""
+
+    attrs: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    groups: dict[str, tuple[dict[str, np.ndarray], dict]] = field(default_factory=dict)
 
 
-def _lanczos(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
-    """SLQ: per probe the tridiagonal, Gauss nodes and weights; see ARCHITECTURE.md."""
+# --- SLQ ------------------------------------------------------------------------------------------
+def lanczos(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
+    """SLQ: per probe the tridiagonal, Gauss nodes and weights (ARCHITECTURE.md), each probe saved
+    in ``store`` as it finishes and read back from it after a kill."""
     m, probes = settings["iterations"], settings["probes"]
-    if ckpt.get("diverged"):
-        log.warning("model diverged: writing a NaN spectrum marked diverged")
-        nan = np.full((probes, m), np.nan)
-        with atomic_h5(out, {**attrs, "iterations": m, "probes": probes, "breakdown": False}) as f:
-            for name, value in dict(
-                alpha=nan,
-                beta=nan[:, :-1],
-                nodes=nan,
-                weights=np.zeros_like(nan),
-                steps=np.zeros(probes, np.int64),
-                seconds=np.zeros(probes),
-            ).items():
-                f[name] = value
-        return
     checks = _checked(op)
-    store = _store(out, settings, op)
     todo = store.missing(range(probes))
     if todo:
         slq(
@@ -187,14 +182,13 @@ def _lanczos(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: 
             block=settings["block"],
             indices=todo,
             callback=store.save,
-            progress=progress,
+            progress=settings.get("progress", True),
         )
     rows = [store.rows[i] for i in range(probes)]
     steps = np.array([int(r["steps"]) for r in rows])
-    with atomic_h5(
-        out,
+    log.info("Lanczos lengths %s", sorted(set(steps.tolist())))
+    return Result(
         {
-            **attrs,
             **checks,
             "iterations": m,
             "probes": probes,
@@ -202,100 +196,149 @@ def _lanczos(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: 
             "seed_probes": settings["seed"],
             "breakdown": bool((steps < m).any()),
         },
-    ) as f:
-        for name in ("alpha", "beta", "nodes", "weights", "steps", "seconds"):
-            f[name] = np.stack([np.asarray(r[name]) for r in rows])
-    store.remove()
-    log.info("wrote %s: %d probes, Lanczos lengths %s", out, probes, sorted(set(steps.tolist())))
+        {name: np.stack([np.asarray(r[name]) for r in rows]) for name in LANCZOS_ARRAYS},
+    )
 
 
-def _probe_moments(out: Path, op, ckpt: dict, parts: dict, settings: dict, progress: bool):
+LANCZOS_ARRAYS = ("alpha", "beta", "nodes", "weights", "steps", "seconds")
+
+
+def lanczos_diverged(op, settings: dict) -> Result:
+    m, probes = settings["iterations"], settings["probes"]
+    nan = np.full((probes, m), np.nan)
+    arrays = dict(
+        alpha=nan,
+        beta=nan[:, :-1],
+        nodes=nan,
+        weights=np.zeros_like(nan),
+        steps=np.zeros(probes, np.int64),
+        seconds=np.zeros(probes),
+    )
+    return Result({"iterations": m, "probes": probes, "breakdown": False}, arrays)
+
+
+# --- Hutchinson moments of H, or of parts of the curvature ------------------------------------------
+def _moment_arrays(values: np.ndarray) -> dict[str, np.ndarray]:
+    """``probe_values`` (P, 4), their mean ``estimate`` and its standard error ``stderr``."""
+    return {
+        "probe_values": values,
+        "estimate": values.mean(axis=0),
+        "stderr": values.std(axis=0, ddof=1) / np.sqrt(len(values)),
+    }
+
+
+def _probe_moments(parts: dict, settings: dict, store: ProbeStore) -> dict[str, np.ndarray]:
     """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
-    ``settings["seed"]``, and the job's probe store (None for a diverged checkpoint, which gets
-    NaNs). Operator k's probe i is saved in the store as row k * P + i as it finishes."""
-    probes, seed = settings["probes"], settings["seed"]
-    if ckpt.get("diverged"):
-        log.warning("model diverged: writing NaN moments marked diverged")
-        return {name: np.full((probes, 4), np.nan) for name in parts}, None
-    store = _store(out, {**settings, "parts": list(parts)}, op)
+    ``settings["seed"]``; operator k's probe i is saved in ``store`` as row k * P + i."""
+    probes = settings["probes"]
     for k, part in enumerate(parts.values()):
         todo = [i for i in range(probes) if k * probes + i not in store.rows]
         if todo:
             hutchinson_moments(
                 part,
                 probes=probes,
-                seed=seed,
+                seed=settings["seed"],
                 indices=todo,
-                progress=progress,
+                progress=settings.get("progress", True),
                 callback=lambda i, row, k=k: store.save(k * probes + i, row),
             )
-    values = {
+    return {
         name: np.stack([np.asarray(store.rows[k * probes + i]["values"]) for i in range(probes)])
         for k, name in enumerate(parts)
     }
-    return values, store
 
 
-def _write_moments(group, values: np.ndarray) -> None:
-    """``probe_values`` (P, 4), their mean ``estimate`` and its standard error ``stderr``."""
-    group["probe_values"], group["estimate"] = values, values.mean(axis=0)
-    group["stderr"] = values.std(axis=0, ddof=1) / np.sqrt(len(values))
+def _probe_attrs(settings: dict) -> dict:
+    return {"probes": settings["probes"], "seed_probes": settings["seed"]}
 
 
-def _moments(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
+def moments(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
-    probes, seed = settings["probes"], settings["seed"]
-    checks = {} if ckpt.get("diverged") else _checked(op)
-    values, store = _probe_moments(out, op, ckpt, {"hessian": op}, settings, progress)
-    with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": seed}) as f:
-        _write_moments(f, values["hessian"])
-    if store is not None:
-        store.remove()
-    log.info("wrote %s: (1/n)tr(H^k) = %s", out, values["hessian"].mean(axis=0))
+    checks = _checked(op)
+    values = _probe_moments({"hessian": op}, settings, store)["hessian"]
+    log.info("(1/n)tr(H^k) = %s", values.mean(axis=0))
+    return Result({**_probe_attrs(settings), **checks}, _moment_arrays(values))
 
 
-def _parts(out: Path, op, ckpt: dict, attrs: dict, settings: dict, parts: dict, checks: dict, progress: bool) -> None:
-    """One HDF5 group per part A of ``parts`` (name -> (operator, group attributes)):
-    ``probe_values`` (P, 4) = v'A^k v / n_A, ``estimate``, ``stderr``, attributes ``dimension``
-    n_A and the part's own; a diverged checkpoint gets NaNs. Resumes from the job's probe store."""
-    probes, seed = settings["probes"], settings["seed"]
-    operators = {name: part for name, (part, _) in parts.items()}
-    values, store = _probe_moments(out, op, ckpt, operators, settings, progress)
-    with atomic_h5(out, {**attrs, **checks, "probes": probes, "seed_probes": seed, "parts": list(parts)}) as f:
-        for name, (part, part_attrs) in parts.items():
-            group = f.create_group(name)
-            _write_moments(group, values[name])
-            write_attrs(group, {"dimension": part.num_params, **part_attrs})
-    if store is not None:
-        store.remove()
-    log.info("wrote %s: (1/n)tr(A^k) of %s", out, "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
+def moments_diverged(op, settings: dict) -> Result:
+    return Result(_probe_attrs(settings), _moment_arrays(np.full((settings["probes"], 4), np.nan)))
 
 
-def _block_moments(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
-    """Hutchinson moments of each diagonal block of H by :func:`hessdepth.resnet_blocks` (input,
-    stages, classifier), one group per block (its ``prefixes`` in the group's attributes)."""
-    parts = {name: (block(op, p), {"prefixes": list(p)}) for name, p in resnet_blocks().items()}
-    checks = {} if ckpt.get("diverged") else _checked(op)
-    _parts(out, op, ckpt, attrs, settings, parts, checks, progress)
+def _block_parts(op: HessianOperator) -> dict:
+    """The diagonal blocks of H by :func:`hessdepth.resnet_blocks` (input, stages, classifier),
+    each with its ``prefixes``."""
+    return {name: (block(op, p), {"prefixes": list(p)}) for name, p in resnet_blocks().items()}
 
 
-def _gauss_newton(out: Path, op: HessianOperator, ckpt: dict, attrs: dict, settings: dict, progress: bool) -> None:
-    """Hutchinson moments of the Hessian (group ``hessian``) and of its Gauss-Newton part
-    (``gauss_newton``) from the same probes, so that their statistics are paired."""
-    gn = GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode)
-    checks = {}
-    if not ckpt.get("diverged"):
-        checks = {**_checked(op), **{f"gauss_newton_{k}": v for k, v in _checked(gn).items()}}
-    _parts(out, op, ckpt, attrs, settings, {"hessian": (op, {}), "gauss_newton": (gn, {})}, checks, progress)
+def _gauss_newton_parts(op: HessianOperator) -> dict:
+    """The Hessian and its Gauss-Newton part, to be probed with the same vectors (paired)."""
+    return {"hessian": (op, {}), "gauss_newton": (GaussNewtonOperator(op.model, op.batches, bn_mode=op.bn_mode), {})}
 
 
-# analysis (a rule's name) -> (its own settings beside the operator's, what computes and writes it)
+def _parts_result(parts: dict, settings: dict, values: dict, checks: dict) -> Result:
+    """One group per part A (name -> (operator, group attributes)): ``probe_values`` (P, 4) =
+    v'A^k v / n_A, ``estimate``, ``stderr``, attributes ``dimension`` n_A and the part's own."""
+    groups = {
+        name: (_moment_arrays(values[name]), {"dimension": part.num_params, **part_attrs})
+        for name, (part, part_attrs) in parts.items()
+    }
+    return Result({**_probe_attrs(settings), **checks, "parts": list(parts)}, groups=groups)
+
+
+def _part_moments(make_parts, check_parts: bool):
+    """The analysis of the parts ``make_parts(op)`` makes, and the one of a diverged checkpoint;
+    with ``check_parts`` every part but H is checked too (named ``{part}_{check}``)."""
+
+    def analysis(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
+        parts = make_parts(op)
+        checks = _checked(op)
+        if check_parts:
+            for name, (part, _) in parts.items():
+                if part is not op:
+                    checks |= {f"{name}_{k}": v for k, v in _checked(part).items()}
+        values = _probe_moments({name: part for name, (part, _) in parts.items()}, settings, store)
+        log.info("(1/n)tr(A^k): %s", "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
+        return _parts_result(parts, settings, values, checks)
+
+    def diverged(op, settings: dict) -> Result:
+        parts = make_parts(op)
+        return _parts_result(parts, settings, {name: np.full((settings["probes"], 4), np.nan) for name in parts}, {})
+
+    return analysis, diverged
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A Hessian rule's analysis: its own settings beside the operator's, what it computes from
+    (operator, settings, probe store), what a diverged checkpoint gets, and the parts (if any)
+    its probe store is keyed by."""
+
+    own: tuple[str, ...]
+    compute: Callable[[HessianOperator, dict, ProbeStore], Result]
+    diverged: Callable[[HessianOperator, dict], Result]
+    parts: tuple[str, ...] | None = None
+
+
+BLOCK_MOMENTS = _part_moments(_block_parts, check_parts=False)
+GAUSS_NEWTON = _part_moments(_gauss_newton_parts, check_parts=True)
+# analysis (a rule's name) -> what it is
 ANALYSES = {
-    "lanczos": (LANCZOS_SETTINGS, _lanczos),
-    "moments": (PROBE_SETTINGS, _moments),
-    "block_moments": (PROBE_SETTINGS, _block_moments),
-    "gauss_newton": (PROBE_SETTINGS, _gauss_newton),
+    "lanczos": Analysis(LANCZOS_SETTINGS, lanczos, lanczos_diverged),
+    "moments": Analysis(PROBE_SETTINGS, moments, moments_diverged, ("hessian",)),
+    "block_moments": Analysis(PROBE_SETTINGS, *BLOCK_MOMENTS, tuple(resnet_blocks())),
+    "gauss_newton": Analysis(PROBE_SETTINGS, *GAUSS_NEWTON, ("hessian", "gauss_newton")),
 }
+
+
+def _write(out: Path, attrs: dict, result: Result) -> None:
+    with atomic_h5(out, {**attrs, **result.attrs}) as f:
+        for name, value in result.arrays.items():
+            f[name] = value
+        for name, (arrays, group_attrs) in result.groups.items():
+            group = f.create_group(name)
+            for key, value in arrays.items():
+                group[key] = value
+            write_attrs(group, group_attrs)
 
 
 def run_analysis(
@@ -311,15 +354,27 @@ def run_analysis(
     """One checkpoint's Hessian ``analysis`` (a key of :data:`ANALYSES`) written to ``out``.
 
     ``settings`` are the operator's and the analysis's own (a misspelt key is an error);
-    ``expect``: identity the checkpoint must hold (model, seed, step its path stands for).
+    ``expect``: identity the checkpoint must hold (model, seed, step its path stands for). A
+    diverged checkpoint gets the analysis's NaN result marked ``diverged``. Otherwise each finished
+    probe is kept in a probe store beside ``out`` until ``out`` is written, so a killed job resumes.
     """
     if analysis not in ANALYSES:
         raise ValueError(f"unknown analysis {analysis!r}: expected one of {sorted(ANALYSES)}")
-    own, compute = ANALYSES[analysis]
+    spec = ANALYSES[analysis]
     op, ckpt = checkpoint_operator(
-        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, own)
+        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, spec.own)
     )
-    compute(Path(out), op, ckpt, _output_attrs(op, ckpt, settings), settings, progress)
+    out = Path(out)
+    attrs = _output_attrs(op, ckpt, settings)
+    if ckpt.get("diverged"):
+        log.warning("model diverged: writing a NaN %s result marked diverged", analysis)
+        _write(out, attrs, spec.diverged(op, settings))
+        return
+    key = settings if spec.parts is None else {**settings, "parts": list(spec.parts)}
+    store = ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**key, "params": _digest(op.model)})
+    _write(out, attrs, spec.compute(op, {**settings, "progress": progress}, store))
+    store.remove()
+    log.info("wrote %s", out)
 
 
 def run_gradnorms(checkpoint, data, out, settings: dict, expect: dict | None = None) -> None:
