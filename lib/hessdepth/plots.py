@@ -100,6 +100,11 @@ def _check_identities(inputs: dict, expect: dict) -> None:
                 check_identity(path, f.attrs, want)
 
 
+def _expected(params: dict, name: str) -> list[dict] | None:
+    """The runs the rule says input ``name`` must hold (None: not said)."""
+    return (params.get("expect") or {}).get(name)
+
+
 # --- each figure from its inputs: (inputs, params, title suffix) -> Figure --------------------------
 def _gradnorms(inputs: dict, params: dict, suffix: str) -> Figure:
     resnet = read_gradnorms(_single(inputs["resnet"], "resnet"))
@@ -112,7 +117,7 @@ def _densities(draw: Callable) -> Callable:
     def figure(inputs: dict, params: dict, suffix: str) -> Figure:
         table = _single(inputs["summary"], "summary")
         summary, _ = read_summary(table)
-        chosen = select_runs(summary.rows, (params.get("expect") or {}).get("summary"), table)
+        chosen = select_runs(summary.rows, _expected(params, "summary"), table)
         return draw([(summary.rows[i], summary.density[i]) for i in chosen], summary.grid, suffix)
 
     return figure
@@ -120,7 +125,7 @@ def _densities(draw: Callable) -> Callable:
 
 def _moments(inputs: dict, params: dict, suffix: str) -> Figure:
     table = _single(inputs["summary"], "summary")
-    by_model = select_models(read_summary(table)[1], (params.get("expect") or {}).get("summary"), table)
+    by_model = select_models(read_summary(table)[1], _expected(params, "summary"), table)
     return moments_figure(by_model, params["stats"]["confidence"], suffix)
 
 
@@ -133,7 +138,7 @@ def _curves(inputs: dict, params: dict, suffix: str) -> Figure:
 def _curvature(draw: Callable) -> Callable:
     def figure(inputs: dict, params: dict, suffix: str) -> Figure:
         table = _single(inputs["curvature"], "curvature")
-        by_model = select_models(read_csv(table), (params.get("expect") or {}).get("curvature"), table)
+        by_model = select_models(read_csv(table), _expected(params, "curvature"), table)
         _check_expected(by_model, params, ("depth", "step"))
         return draw(by_model, params["stats"]["confidence"], suffix)
 

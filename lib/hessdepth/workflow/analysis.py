@@ -166,7 +166,7 @@ class Result:
 
 
 # --- SLQ ------------------------------------------------------------------------------------------
-def lanczos(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
+def lanczos(op: HessianOperator, settings: dict, store: ProbeStore, progress: bool = True) -> Result:
     """SLQ: per probe the tridiagonal, Gauss nodes and weights (ARCHITECTURE.md), each probe saved
     in ``store`` as it finishes and read back from it after a kill."""
     m, probes = settings["iterations"], settings["probes"]
@@ -182,7 +182,7 @@ def lanczos(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
             block=settings["block"],
             indices=todo,
             callback=store.save,
-            progress=settings.get("progress", True),
+            progress=progress,
         )
     rows = [store.rows[i] for i in range(probes)]
     steps = np.array([int(r["steps"]) for r in rows])
@@ -227,7 +227,7 @@ def _moment_arrays(values: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _probe_moments(parts: dict, settings: dict, store: ProbeStore) -> dict[str, np.ndarray]:
+def _probe_moments(parts: dict, settings: dict, store: ProbeStore, progress: bool) -> dict[str, np.ndarray]:
     """Per-probe Hutchinson moments (P, 4) of each operator in ``parts``, all with the probes of
     ``settings["seed"]``; operator k's probe i is saved in ``store`` as row k * P + i."""
     probes = settings["probes"]
@@ -239,7 +239,7 @@ def _probe_moments(parts: dict, settings: dict, store: ProbeStore) -> dict[str, 
                 probes=probes,
                 seed=settings["seed"],
                 indices=todo,
-                progress=settings.get("progress", True),
+                progress=progress,
                 callback=lambda i, row, k=k: store.save(k * probes + i, row),
             )
     return {
@@ -252,10 +252,10 @@ def _probe_attrs(settings: dict) -> dict:
     return {"probes": settings["probes"], "seed_probes": settings["seed"]}
 
 
-def moments(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
+def moments(op: HessianOperator, settings: dict, store: ProbeStore, progress: bool = True) -> Result:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     checks = _checked(op)
-    values = _probe_moments({"hessian": op}, settings, store)["hessian"]
+    values = _probe_moments({"hessian": op}, settings, store, progress)["hessian"]
     log.info("(1/n)tr(H^k) = %s", values.mean(axis=0))
     return Result({**_probe_attrs(settings), **checks}, _moment_arrays(values))
 
@@ -289,14 +289,14 @@ def _part_moments(make_parts, check_parts: bool):
     """The analysis of the parts ``make_parts(op)`` makes, and the one of a diverged checkpoint;
     with ``check_parts`` every part but H is checked too (named ``{part}_{check}``)."""
 
-    def analysis(op: HessianOperator, settings: dict, store: ProbeStore) -> Result:
+    def analysis(op: HessianOperator, settings: dict, store: ProbeStore, progress: bool = True) -> Result:
         parts = make_parts(op)
         checks = _checked(op)
         if check_parts:
             for name, (part, _) in parts.items():
                 if part is not op:
                     checks |= {f"{name}_{k}": v for k, v in _checked(part).items()}
-        values = _probe_moments({name: part for name, (part, _) in parts.items()}, settings, store)
+        values = _probe_moments({name: part for name, (part, _) in parts.items()}, settings, store, progress)
         log.info("(1/n)tr(A^k): %s", "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
         return _parts_result(parts, settings, values, checks)
 
@@ -314,7 +314,7 @@ class Analysis:
     its probe store is keyed by."""
 
     own: tuple[str, ...]
-    compute: Callable[[HessianOperator, dict, ProbeStore], Result]
+    compute: Callable[[HessianOperator, dict, ProbeStore, bool], Result]
     diverged: Callable[[HessianOperator, dict], Result]
     parts: tuple[str, ...] | None = None
 
@@ -372,7 +372,7 @@ def run_analysis(
         return
     key = settings if spec.parts is None else {**settings, "parts": list(spec.parts)}
     store = ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**key, "params": _digest(op.model)})
-    _write(out, attrs, spec.compute(op, {**settings, "progress": progress}, store))
+    _write(out, attrs, spec.compute(op, settings, store, progress))
     store.remove()
     log.info("wrote %s", out)
 
