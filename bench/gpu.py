@@ -167,7 +167,7 @@ def shared_graph_speedup(quick: bool):
 
     said = ", ".join(f"ResNet-{d} {s:.2f}x at k = {k}" for d, (k, s) in sorted(measured.items()))
     return speedup, (
-        f"\nHVPs with the probes sharing each batch's first-order graph (lanczos.block: auto): per "
+        f"\nHVPs with the probes sharing each batch's first-order graph (lanczos.lockstep: auto): per "
         f"probe-step {said} faster than one probe at a time (bench/results/shared_graphs.json; the "
         f"nearest measured depth's factor for the others). The Hutchinson stage ({hutchinson:.0%} of "
         f"the HVPs) shares graphs the same way.\n"

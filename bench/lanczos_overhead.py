@@ -92,7 +92,7 @@ def main():
             fractions.append((target, frac))
             rows.append([target, how, hvp, m * hvp, frac * 100])
     worst = max(f for t, f in fractions if t == 256)
-    body = f"""Dimension n = {n_params:,} (resnet{depth}), m = {m} Lanczos steps, one probe (block=1).
+    body = f"""Dimension n = {n_params:,} (resnet{depth}), m = {m} Lanczos steps, one probe (lockstep=1).
 Lanczos = hd.slq as
 the workflow calls it (float64 basis, full reorthogonalisation twice per step) on a diagonal operator; HVP =
 HessianOperator(`{ops[s2].composition}`, bn_mode batch) on the first {s1} / {s2} images of {source}, one batch.
@@ -110,7 +110,7 @@ Goal overhead <= {GOAL:.0%} of SLQ time: {"met" if worst <= GOAL else "NOT met"}
 
 Memory of the basis: SLQResult.basis_bytes = {basis_bytes:,} B (= m n 8 = {m * n_params * 8:,})
 ({basis_bytes / 2**30:.2f} GiB) per probe in a block
-(block=k holds k times that). Check: the process peak RSS (ru_maxrss) grew by {rss_growth / 2**30:.2f} GiB during one
+(lockstep=k holds k times that). Check: the process peak RSS (ru_maxrss) grew by {rss_growth / 2**30:.2f} GiB during one
 slq run; tracemalloc's peak was {traced_peak / 2**20:.1f} MiB -- tracemalloc sees only Python's allocator, not
 torch's tensor memory, so it cannot see the basis.
 """

@@ -2,8 +2,8 @@
 
 Same model (seeded ResNet-20 at init), same data (first 256 images of the real CIFAR subset, one
 batch of 256), default composition, bn_mode "batch". Lanczos: hd.slq(op, iterations=s, probes=k,
-block=k) -- s lockstep steps, each one op.matmat over k probes plus the reorthogonalisation;
-time per probe-step = time / (k s). Hutchinson: hd.hutchinson_moments(op, probes=k, block=k) --
+lockstep=k) -- s lockstep steps, each one op.matmat over k probes plus the reorthogonalisation;
+time per probe-step = time / (k s). Hutchinson: hd.hutchinson_moments(op, probes=k, lockstep=k) --
 two matmat passes; time per probe-product = time / (2k). k = 1 is one probe at a time. All
 variants interleaved in every repeat. Runs on the CPU, and also on CUDA when it is available.
 """
@@ -37,13 +37,13 @@ def measure(
     # warm-up on 8 images (first-call costs of vmap and the kernels) so that the timed repeats need none
     warm = hd.HessianOperator(model, fixed_batches(images[:8], labels[:8], 8, device), "batch")
     for k in sorted(set(ks) | set(hutch_ks)):
-        hd.slq(warm, iterations=2, probes=k, block=k)
+        hd.slq(warm, iterations=2, probes=k, lockstep=k)
     hd.slq(op, iterations=1, probes=1)  # builds op's kept first-order graph, so that no timed variant pays for it
     variants = {}
     for k in ks:
-        variants[f"lanczos k={k}"] = lambda k=k: hd.slq(op, iterations=steps, probes=k, block=k)
+        variants[f"lanczos k={k}"] = lambda k=k: hd.slq(op, iterations=steps, probes=k, lockstep=k)
     for k in hutch_ks:
-        variants[f"hutchinson k={k}"] = lambda k=k: hd.hutchinson_moments(op, probes=k, block=k)
+        variants[f"hutchinson k={k}"] = lambda k=k: hd.hutchinson_moments(op, probes=k, lockstep=k)
     print(f"resnet{depth}, {n} images on {device}", file=sys.stderr)
     res = common.interleaved(variants, repeats, warmup=0, device=device)
     per = {
@@ -102,12 +102,12 @@ def main():
         + "\n".join(report(r) for r in results)
         + cuda_note
         + "\nOne Lanczos step of k lockstep probes is one op.matmat over k rows (vmap over the tangents), so "
-        "slq(block=k) and hutchinson_moments(block=k) share the same pass; 'speed-up' > 1 means the shared pass is "
-        "cheaper per probe than one probe at a time.\n"
+        "slq(lockstep=k) and hutchinson_moments(lockstep=k) share the same pass; 'speed-up' > 1 means the shared "
+        "pass is cheaper per probe than one probe at a time.\n"
     )
     common.write_results(
         "lockstep",
-        "3. Lockstep probes (block=k) vs one probe at a time",
+        "3. Lockstep probes (lockstep=k) vs one probe at a time",
         body,
         {"results": results},
         args,

@@ -20,7 +20,7 @@ rule summary:
         density=config["density"],
         stats=config["stats"],
         runs=runs(),
-        settings={"lanczos": hessian_params("lanczos"), "moments": hessian_params("moments"), "train": config["train"]},
+        settings={"lanczos": SETTINGS["lanczos"], "moments": SETTINGS["moments"], "train": config["train"]},
     log:
         f"{LOGS}/summary.log",
     benchmark:

@@ -12,7 +12,7 @@ sys.path.insert(0, LIB)
 # (set, not read from the user, so no `envvars:` assertion: the lint's os.environ[...] rule is about reads)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [LIB, os.getenv("PYTHONPATH")])))
 import hessdepth as hd
-from hessdepth import workflow as wf
+from hessdepth import identity, workflow as wf
 from hessdepth.plots import figures_drawn
 
 SCHEMA = yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))
@@ -173,20 +173,10 @@ def train_runtime(wildcards):
 
 
 # --- Hessian jobs -----------------------------------------------------------------------------
-# graph_cache_gb only changes speed (and memory): it is a resource of the Hessian jobs, not a
-# param, so changing it reruns nothing
-GRAPH_CACHE_MB = round(config["hessian"]["graph_cache_gb"] * 1024)
-
-
-def hessian_params(section):
-    """The settings that define a result (all of them but graph_cache_gb, a resource)."""
-    hessian = {k: v for k, v in config["hessian"].items() if k != "graph_cache_gb"}
-    return {**hessian, **config[section], "device": config["device"]}
-
-
-def curvature_params():
-    """The settings that define a curvature result; not which stages or steps are on."""
-    return {k: v for k, v in hessian_params("curvature").items() if k not in ("blocks", "gauss_newton", "steps")}
+# What defines each job's result (its params) and what only changes its speed (resources, so a
+# change reruns nothing): hessdepth.workflow.settings
+SETTINGS = wf.job_settings(config)
+SPEED = wf.speed_resources(config)
 
 
 def hvp_runtime(section, hvps_per_probe):

@@ -14,13 +14,14 @@ use rule lanczos as block_moments with:
     output:
         blocks_file("{model}", "{seed}", "{step}"),
     params:
-        settings=curvature_params(),
+        settings=SETTINGS["block_moments"],
     log:
         hessian_job_log("block_moments"),
     benchmark:
         hessian_job_benchmark("block_moments"),
     resources:
-        graph_cache_mb=GRAPH_CACHE_MB,
+        graph_cache_mb=SPEED["graph_cache_mb"],
+        lockstep_probes=SPEED["lockstep_probes"],
         mem_mb=8000,
         runtime=hvp_runtime("curvature", lambda s: 2 * len(hd.resnet_blocks())),
         gpu=int(USE_GPU),
@@ -30,13 +31,14 @@ use rule lanczos as gauss_newton with:
     output:
         gauss_newton_file("{model}", "{seed}", "{step}"),
     params:
-        settings=curvature_params(),
+        settings=SETTINGS["gauss_newton"],
     log:
         hessian_job_log("gauss_newton"),
     benchmark:
         hessian_job_benchmark("gauss_newton"),
     resources:
-        graph_cache_mb=GRAPH_CACHE_MB,
+        graph_cache_mb=SPEED["graph_cache_mb"],
+        lockstep_probes=SPEED["lockstep_probes"],
         mem_mb=8000,
         runtime=hvp_runtime("curvature", lambda s: 4),  # 2 Hessian, 2 Gauss-Newton products (about as costly)
         gpu=int(USE_GPU),
@@ -54,7 +56,7 @@ rule curvature_summary:
         by_model=table_file("summary_curvature_by_model.csv"),
     params:
         stats=config["stats"],
-        settings=curvature_params(),
+        settings=SETTINGS["block_moments"],
     log:
         f"{LOGS}/curvature_summary.log",
     benchmark:

@@ -50,7 +50,7 @@ def figure_inputs(wildcards):
 def figure_expect(wildcards):
     """The model, seed (and step) each input file must hold, parallel to figure_inputs."""
     return {
-        name: [dict(zip(("model", "seed", "step"), run)) for run in read]
+        name: [identity.of_run(run) for run in read]
         for name, (_, read) in FIGURE_RUNS[wildcards.figure]().items()
     }
 

@@ -11,14 +11,15 @@ rule lanczos:
     output:
         lanczos_file("{model}", "{seed}", "{step}"),
     params:
-        settings=hessian_params("lanczos"),
+        settings=SETTINGS["lanczos"],
     log:
         hessian_job_log("lanczos"),
     benchmark:
         hessian_job_benchmark("lanczos")
     threads: config["threads"]
     resources:
-        graph_cache_mb=GRAPH_CACHE_MB,
+        graph_cache_mb=SPEED["graph_cache_mb"],
+        lockstep_probes=SPEED["lockstep_probes"],
         mem_mb=16000,
         runtime=hvp_runtime("lanczos", lambda s: s["iterations"]),
         gpu=int(USE_GPU),
@@ -32,13 +33,14 @@ use rule lanczos as moments with:
     output:
         moments_file("{model}", "{seed}", "{step}"),
     params:
-        settings=hessian_params("moments"),
+        settings=SETTINGS["moments"],
     log:
         hessian_job_log("moments"),
     benchmark:
         hessian_job_benchmark("moments"),
     resources:
-        graph_cache_mb=GRAPH_CACHE_MB,
+        graph_cache_mb=SPEED["graph_cache_mb"],
+        lockstep_probes=SPEED["lockstep_probes"],
         mem_mb=8000,
         runtime=hvp_runtime("moments", lambda s: 2),
         gpu=int(USE_GPU),
@@ -51,8 +53,7 @@ rule gradnorms:
     output:
         gradnorms_file("{model}", "{seed}", "{step}"),
     params:
-        settings={**config["gradnorms"], "bn_mode": config["hessian"]["bn_mode"],
-                  "device": config["device"]},
+        settings=SETTINGS["gradnorms"],
     log:
         hessian_job_log("gradnorms"),
     benchmark:

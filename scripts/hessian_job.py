@@ -2,6 +2,7 @@
 after the rule (hessdepth.workflow.analysis.ANALYSES)."""
 
 from hessdepth import workflow as wf
+from hessdepth.identity import of_path
 
 wf.setup_job(snakemake.log[0], snakemake.threads)
 wf.run_analysis(
@@ -10,6 +11,6 @@ wf.run_analysis(
     snakemake.input.data,
     snakemake.output[0],
     snakemake.params.settings,
-    graph_cache_gb=snakemake.resources.graph_cache_mb / 1024,
-    expect=wf.run_identity(snakemake.wildcards),
+    wf.run_options(snakemake.resources),
+    expect=of_path(snakemake.wildcards),
 )

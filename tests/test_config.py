@@ -59,7 +59,7 @@ def test_every_problem_is_reported_at_once():
     )
     message = problems(config)
     assert "('colour' was unexpected)" in message
-    assert "train.batch_size: 0 is less than the minimum of 1" in message
+    assert "train.batch_size: 0 must be an integer >= 1" in message
     assert "hessian.bn_mode: 'eval' is not one of ['batch', 'running']" in message
     assert "dataset: 'imagenet' is not one of ['cifar10', 'synthetic']" in message
     assert "models.depths: depth must be 6n+2" in message and "got 21" in message

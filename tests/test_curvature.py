@@ -158,7 +158,7 @@ def test_slq_and_hutchinson_on_a_block_and_on_gauss_newton(mode):
         (hd.GaussNewtonOperator(model, batches, bn_mode=mode), tm.case_gauss_newton("resnet", mode)),
     ]
     for op, A in cases:
-        res = hd.hutchinson_moments(op, probes=32, seed=4, block=8)
+        res = hd.hutchinson_moments(op, probes=32, seed=4, lockstep=8)
         n = len(A)
         V = torch.stack([hd.probe_vector(n, 4, p) for p in range(32)])
         AV, AAV = V @ A, V @ A @ A

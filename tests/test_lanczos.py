@@ -114,7 +114,7 @@ def test_breakdown_stops_cleanly_and_slq_pads():
 def test_slq_shapes_weights_and_metadata():
     lam = outlier_spectrum(100)
     op = hd.MatrixOperator(rotated(lam))
-    spec = hd.slq(op, iterations=12, probes=3, seed=5, kind="gaussian", block=2)
+    spec = hd.slq(op, iterations=12, probes=3, seed=5, kind="gaussian", lockstep=2)
     assert spec.alpha.shape == (3, 12) and spec.beta.shape == (3, 11)
     assert spec.nodes.shape == spec.weights.shape == (3, 12)
     assert spec.steps.tolist() == [12] * 3 and not spec.breakdown
@@ -128,17 +128,17 @@ def test_slq_shapes_weights_and_metadata():
 
 def test_slq_resume_by_indices_equals_full_run():
     op = hd.MatrixOperator(rotated(outlier_spectrum(80)))
-    full = hd.slq(op, iterations=15, probes=5, seed=1, block=1)
+    full = hd.slq(op, iterations=15, probes=5, seed=1, lockstep=1)
     saved = {}
-    first = hd.slq(op, iterations=15, probes=5, seed=1, block=1, indices=[0, 3], callback=saved.__setitem__)
+    first = hd.slq(op, iterations=15, probes=5, seed=1, lockstep=1, indices=[0, 3], callback=saved.__setitem__)
     assert sorted(saved) == [0, 3] and first.indices.tolist() == [0, 3]
-    hd.slq(op, iterations=15, probes=5, seed=1, block=1, indices=[4, 1, 2], callback=saved.__setitem__)
+    hd.slq(op, iterations=15, probes=5, seed=1, lockstep=1, indices=[4, 1, 2], callback=saved.__setitem__)
     for key in ("alpha", "beta", "nodes", "weights", "steps"):
         resumed = np.stack([saved[i][key] for i in range(5)])
         np.testing.assert_array_equal(resumed, getattr(full, key))  # bit-identical
     # in lockstep blocks a resumed run regroups the probes: equal up to rounding
     blocked = {}
-    hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], block=3, callback=blocked.__setitem__)
+    hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], lockstep=3, callback=blocked.__setitem__)
     np.testing.assert_allclose(
         np.stack([blocked[i]["nodes"] for i in (4, 1, 2)]), full.nodes[[4, 1, 2]], atol=1e-12 * 10
     )
@@ -148,8 +148,8 @@ def test_slq_resume_by_indices_equals_full_run():
 def test_block_lockstep_equals_one_at_a_time_on_a_hessian(mode):
     model, batches = tm.make_case("cnn")
     op = hd.HessianOperator(model, batches, bn_mode=mode)
-    one = hd.slq(op, iterations=8, probes=3, seed=2, block=1)
-    three = hd.slq(op, iterations=8, probes=3, seed=2, block=3)
+    one = hd.slq(op, iterations=8, probes=3, seed=2, lockstep=1)
+    three = hd.slq(op, iterations=8, probes=3, seed=2, lockstep=3)
     scale = np.abs(one.nodes).max()
     np.testing.assert_allclose(three.alpha, one.alpha, atol=1e-10 * scale)
     np.testing.assert_allclose(three.nodes, one.nodes, atol=1e-10 * scale)
@@ -162,33 +162,33 @@ def test_probes_sharing_each_batchs_graph_give_bitwise_the_one_at_a_time_results
     exactly as alone (one first-order graph per batch, one second backward per probe)."""
     model, batches = tm.make_case("cnn")
     op = hd.HessianOperator(model, batches, bn_mode=mode, composition="double_backward")
-    assert op.shares_graphs and hd.lockstep_block(op, probes=3) == 3
-    one = hd.slq(op, iterations=8, probes=3, seed=2, block=1)
+    assert op.shares_graphs and hd.lockstep_size(op, probes=3) == 3
+    one = hd.slq(op, iterations=8, probes=3, seed=2, lockstep=1)
     together = hd.slq(op, iterations=8, probes=3, seed=2)
     for key in ("alpha", "beta", "nodes", "weights", "steps"):
         np.testing.assert_array_equal(getattr(together, key), getattr(one, key))
     np.testing.assert_array_equal(
         hd.hutchinson_moments(op, probes=3, seed=1).probe_values,
-        hd.hutchinson_moments(op, probes=3, seed=1, block=1).probe_values,
+        hd.hutchinson_moments(op, probes=3, seed=1, lockstep=1).probe_values,
     )
 
 
-def test_lockstep_block_policy():
+def test_lockstep_size_policy():
     model, batches = tm.make_case("cnn")
     cached = hd.HessianOperator(model, batches, composition="double_backward_cached")
     uncached = hd.HessianOperator(model, batches, composition="double_backward")
-    lockstep_block = hd.lockstep_block
-    assert lockstep_block(cached, probes=10) == 1  # a kept graph: nothing to share
-    assert lockstep_block(uncached, probes=10) == 10
+    lockstep_size = hd.lockstep_size
+    assert lockstep_size(cached, probes=10) == 1  # a kept graph: nothing to share
+    assert lockstep_size(uncached, probes=10) == 10
     first = next(name for name, _ in model.named_parameters())
-    assert lockstep_block(hd.block(uncached, [first]), probes=10) == 10  # a block's products are H's
+    assert lockstep_size(hd.block(uncached, [first]), probes=10) == 10  # a block's products are H's
     gib = 2**30
-    assert lockstep_block(uncached, probes=10, bytes_per_probe=gib) == int(LOCKSTEP_MEMORY_GB)
-    assert lockstep_block(uncached, probes=10, bytes_per_probe=100 * gib) == 1
-    assert lockstep_block(cached, probes=10, block=4) == 4  # asked for: kept
+    assert lockstep_size(uncached, probes=10, bytes_per_probe=gib) == int(LOCKSTEP_MEMORY_GB)
+    assert lockstep_size(uncached, probes=10, bytes_per_probe=100 * gib) == 1
+    assert lockstep_size(cached, probes=10, lockstep=4) == 4  # asked for: kept
     for bad in (0, -1, 2.5, "many", True):
-        with pytest.raises(ValueError, match="block must be 'auto' or an integer >= 1"):
-            lockstep_block(cached, probes=10, block=bad)
+        with pytest.raises(ValueError, match="lockstep must be 'auto' or an integer >= 1"):
+            lockstep_size(cached, probes=10, lockstep=bad)
 
 
 def test_progress_bar_writes_to_stderr(capsys):
@@ -221,11 +221,11 @@ def test_a_users_operator_with_matvec_alone_gives_the_matrix_operators_results()
     diagonal = torch.linspace(-1.0, 3.0, 40, dtype=torch.float64)
     mine, reference = Diagonal(diagonal), hd.MatrixOperator(diagonal)
     assert isinstance(mine, hd.Operator) and mine.check_symmetry() < 1e-12
-    for block in (1, 3):
-        ours, theirs = hd.slq(mine, 12, 3, block=block), hd.slq(reference, 12, 3, block=block)
+    for lockstep in (1, 3):
+        ours, theirs = hd.slq(mine, 12, 3, lockstep=lockstep), hd.slq(reference, 12, 3, lockstep=lockstep)
         np.testing.assert_allclose(ours.nodes, theirs.nodes, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(
-            hd.hutchinson_moments(mine, 4, block=block).estimate, hd.hutchinson_moments(reference, 4).estimate
+            hd.hutchinson_moments(mine, 4, lockstep=lockstep).estimate, hd.hutchinson_moments(reference, 4).estimate
         )
 
 

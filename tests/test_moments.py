@@ -71,7 +71,7 @@ def test_hutchinson_on_a_hessian_matches_definition_and_slq():
     model, batches = tm.make_case("resnet")
     H = tm.case_hessian("resnet", "running")
     op = hd.HessianOperator(model, batches, bn_mode="running")
-    res = hd.hutchinson_moments(op, probes=3, seed=4, block=3)
+    res = hd.hutchinson_moments(op, probes=3, seed=4, lockstep=3)
     n = len(H)
     for p in range(3):
         v = hd.probe_vector(n, 4, p)
@@ -85,12 +85,12 @@ def test_hutchinson_on_a_hessian_matches_definition_and_slq():
 
 def test_hutchinson_resume_and_block_equal_full_run():
     op = hd.MatrixOperator(rotated(outlier_spectrum(60)))
-    full = hd.hutchinson_moments(op, probes=6, seed=2, block=1)
+    full = hd.hutchinson_moments(op, probes=6, seed=2, lockstep=1)
     saved = {}
-    hd.hutchinson_moments(op, probes=6, seed=2, indices=[5, 0], block=1, callback=saved.__setitem__)
-    hd.hutchinson_moments(op, probes=6, seed=2, indices=[1, 2, 3, 4], block=1, callback=saved.__setitem__)
+    hd.hutchinson_moments(op, probes=6, seed=2, indices=[5, 0], lockstep=1, callback=saved.__setitem__)
+    hd.hutchinson_moments(op, probes=6, seed=2, indices=[1, 2, 3, 4], lockstep=1, callback=saved.__setitem__)
     np.testing.assert_array_equal(np.stack([saved[i]["values"] for i in range(6)]), full.probe_values)
-    blocked = hd.hutchinson_moments(op, probes=6, seed=2, block=4)
+    blocked = hd.hutchinson_moments(op, probes=6, seed=2, lockstep=4)
     np.testing.assert_allclose(blocked.probe_values, full.probe_values, rtol=1e-12)
 
 
@@ -132,7 +132,7 @@ def test_interval_coverage(method):
     hits = {name: 0 for name in truth}
     reps = 200
     for seed in range(reps):
-        values = hd.hutchinson_moments(op, probes=32, seed=seed, block=32).probe_values
+        values = hd.hutchinson_moments(op, probes=32, seed=seed, lockstep=32).probe_values
         for name, (_, lo, hi) in hd.spectral_stats(values, method=method, seed=seed, resamples=500).items():
             hits[name] += lo <= truth[name] <= hi
     coverage = {name: h / reps for name, h in hits.items()}

@@ -22,7 +22,7 @@ from hessdepth.h5io import REBUILD_VARIABLE, OutputError, atomic_h5, open_checke
 from conftest import planned_jobs, snakemake
 
 SETTINGS = {
-    "lanczos": dict(iterations=10, probes=6, probe_kind="rademacher", seed=0, block=1),
+    "lanczos": dict(iterations=10, probes=6, probe_kind="rademacher", seed=0),
     "moments": dict(probes=10, seed=1),
     "blocks": dict(probes=3, seed=2),
     "gauss_newton": dict(probes=4, seed=1),
@@ -42,6 +42,7 @@ DATASETS = {  # what a resumed job must reproduce bitwise
     "blocks": [f"{b}/probe_values" for b in hd.resnet_blocks()],
     "gauss_newton": ["hessian/probe_values", "gauss_newton/probe_values"],
 }
+QUIET = wf.RunOptions(lockstep=1, progress=False)  # one SLQ probe per pass, no progress bars
 COMMON = dict(samples=40, subset_seed=0, batch_size=20, bn_mode="batch", dtype="float64", device="cpu")
 
 
@@ -62,21 +63,21 @@ def checkpoint(tmp_path_factory):
         None,
         seed=0,
         attrs={"dataset": "synthetic", "synthetic": True},
-        progress=False,
+        options=QUIET,
     )
     return root / "step4.h5", root / "data.h5"
 
 
 def run_job(kind, checkpoint, out):
     ckpt, data = checkpoint
-    RUNNERS[kind](ckpt, data, out, {**COMMON, **SETTINGS[kind]}, progress=False)
+    RUNNERS[kind](ckpt, data, out, {**COMMON, **SETTINGS[kind]}, options=QUIET)
 
 
 @pytest.mark.parametrize("kind", list(RUNNERS))
 def test_a_misspelt_setting_is_an_error_not_ignored(kind, checkpoint, tmp_path):
     ckpt, data = checkpoint
     with pytest.raises(ValueError, match=r"unknown settings \['sample'\]"):
-        RUNNERS[kind](ckpt, data, tmp_path / "out.h5", {**COMMON, **SETTINGS[kind], "sample": 10}, progress=False)
+        RUNNERS[kind](ckpt, data, tmp_path / "out.h5", {**COMMON, **SETTINGS[kind], "sample": 10}, options=QUIET)
     assert not list(tmp_path.iterdir())
 
 

@@ -13,16 +13,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from hessdepth.cifar_archive import read_cifar_archive
 from hessdepth.data import synthetic_dataset
 from hessdepth.h5io import OutputError
 from hessdepth.batches import Sampler, augment
-from hessdepth.checkpoints import CURVE_DATASETS, load_checkpoint, read_curve
+from hessdepth import identity
+from hessdepth.checkpoints import CURVE_DATASETS, load_checkpoint, model_attrs, read_curve
 from hessdepth.snapshots import SnapshotError
 from hessdepth.training import TrainConfig, TrainingDiverged, lr_at, seeded_model, train
 
-from conftest import SHARED_SUBSET as SUBSET, SUBSET_MD5
+from conftest import ROOT, SHARED_SUBSET as SUBSET, SUBSET_MD5
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +77,30 @@ def test_lr_schedule():
     assert (lr_at(paper, 49_999), lr_at(paper, 50_000), lr_at(paper, 75_000)) == pytest.approx((0.1, 0.01, 0.001))
 
 
+def test_config_yaml_trains_with_train_configs_defaults():
+    """The paper's recipe is written once as TrainConfig's defaults; config.yaml states the same."""
+    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train.pop("checkpoints")  # where to checkpoint is the workflow's, not the recipe's
+    assert TrainConfig(**train) == TrainConfig()
+
+
 def test_config_validation():
-    with pytest.raises(ValueError, match="on_divergence must be 'error' or 'record'"):
+    with pytest.raises(ValueError, match="on_divergence: 'ignore' must be 'error' or 'record'"):
         TrainConfig(on_divergence="ignore")
     with pytest.raises(ValueError, match="lr_milestones"):
         TrainConfig(lr_milestones=[0.5, 1.5])
     assert TrainConfig(lr_milestones=[0.3]).lr_milestones == (0.3,)
+    # every problem at once, in the words the workflow's config check uses (train_problems)
+    with pytest.raises(ValueError) as err:
+        TrainConfig(steps=10, batch_size=0, lr=0.0, momentum=2.0, warmup_steps=10, lr_milestones=[0.7, 0.2])
+    for expected in (
+        "train.batch_size: 0 must be an integer >= 1",
+        "train.lr: 0.0 must be > 0",
+        "train.momentum: 2.0 must be in [0, 1]",
+        "train.warmup_steps: 10 is not shorter than the training",
+        "train.lr_milestones: [0.7, 0.2] must increase",
+    ):
+        assert expected in str(err.value)
 
 
 def test_augment_matches_per_image_crop_and_flip():
@@ -318,3 +338,8 @@ def test_parameter_count_without_building_is_the_built_models(width):
         for arch in ("resnet", "simple"):
             assert hd.parameter_count(depth, width) == hd.count_params(hd.build_model(arch, depth, width))
     assert hd.parameter_count(20, 16) == 269_722  # the paper's ResNet-20 (He et al.: 0.27M)
+
+
+def test_a_checkpoint_names_its_net_as_the_identity_module_says():
+    assert set(model_attrs(seeded_model("resnet", 8, width=4, seed=0))) == set(identity.NET)
+    assert identity.of_run(("resnet8", 1, 30)) == {"model": "resnet8", "seed": 1, "step": 30}

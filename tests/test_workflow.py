@@ -109,8 +109,11 @@ def test_moments_setting_reruns_moments_only(finished_run):
     assert jobs["moments"] == 8 and jobs["figure"] == 3  # figures 2-4 read the summary; 1, 5-8 do not
 
 
-def test_speed_only_setting_reruns_no_computation(finished_run):
-    jobs = planned_jobs(finished_run, overrides={"hessian": {"graph_cache_gb": 0}})
+@pytest.mark.parametrize(
+    "override", [{"hessian": {"graph_cache_gb": 0}}, {"lanczos": {"lockstep": 2}}], ids=["graph_cache", "lockstep"]
+)
+def test_speed_only_setting_reruns_no_computation(finished_run, override):
+    jobs = planned_jobs(finished_run, overrides=override)
     assert set(jobs) - {"all"} == {"results_doc"}  # the document quotes the whole config
 
 

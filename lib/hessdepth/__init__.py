@@ -36,7 +36,7 @@ from .curvature import (
     block,
     parameter_indices,
 )
-from .probes import lockstep_block, probe_vector
+from .probes import lockstep_size, probe_vector
 from .lanczos import SLQResult, gauss_quadrature, lanczos, slq
 from .moments import HutchinsonResult, hutchinson_moments, quadrature_moments, spectral_stats
 from .density import density, node_spacing_width

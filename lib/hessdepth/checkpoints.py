@@ -15,17 +15,14 @@ import torch
 from torch import nn
 
 from .h5io import atomic_h5, open_checked, read_json_attr
+from .identity import NET
 from .models import build_model, count_params, model_id
 
+# what every checkpoint holds: its net, its run, how training went, and the training settings
 CHECKPOINT_ATTRS = (
-    "arch",
-    "depth",
-    "width",
-    "num_classes",
-    "model",
+    *NET,
     "step",
     "seed",
-    "n_params",
     "train_loss",
     "train_acc",
     "test_loss",

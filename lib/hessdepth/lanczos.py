@@ -19,7 +19,7 @@ from scipy.linalg import eigh_tridiagonal
 from tqdm import tqdm
 
 from .operator import Operator, OperatorError, check_operator, multiply_rows
-from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
+from .probes import DEFAULT_LOCKSTEP, lockstep_size, probe_vector
 
 
 def _lanczos_lockstep(
@@ -95,8 +95,8 @@ class SLQResult:
 
     Rows shorter than ``iterations`` (breakdown) are padded with NaN in alpha/beta/nodes and 0
     in weights; ``steps`` is each row's Lanczos length. ``seconds`` is each probe's wall time
-    (probes run in lockstep share their block's time equally). ``basis_bytes`` is the memory
-    of the Lanczos basis held at once (``block`` probes).
+    (probes run in lockstep share their group's time equally). ``basis_bytes`` is the memory
+    of the Lanczos basis held at once (one lockstep group's).
     """
 
     alpha: np.ndarray
@@ -143,7 +143,7 @@ def slq(
     kind: str = "rademacher",
     indices: Sequence[int] | None = None,
     callback: Callable[[int, dict], None] | None = None,
-    block: int | str = DEFAULT_BLOCK,
+    lockstep: int | str = DEFAULT_LOCKSTEP,
     tol: float | None = None,
     progress: bool = False,
 ) -> SLQResult:
@@ -152,9 +152,9 @@ def slq(
     ``indices`` picks which probes to run (default ``range(probes)``); ``callback(i, row)`` is
     called as each finishes with a dict of that probe's padded ``alpha``, ``beta``, ``nodes``,
     ``weights``, ``steps``, ``seconds`` -- save it to resume later with the missing indices,
-    which gives the same rows as one full run. ``block`` probes run in lockstep through
-    ``op.matmat`` (one pass over the data per step, ``block`` bases in memory; "auto":
-    :func:`lockstep_block`); results equal one-at-a-time up to rounding (bitwise, with a
+    which gives the same rows as one full run. ``lockstep`` probes run together through
+    ``op.matmat`` (one pass over the data per step, ``lockstep`` bases in memory; "auto":
+    :func:`lockstep_size`); results equal one-at-a-time up to rounding (bitwise, with a
     shared-graph operator on the CPU). ``progress`` shows a tqdm bar of Lanczos steps on stderr.
     """
     check_operator(op)
@@ -162,12 +162,12 @@ def slq(
     if not indices:
         raise ValueError(f"need at least one probe, got indices={indices}")
     n = op.num_params
-    block = lockstep_block(op, len(indices), block, bytes_per_probe=iterations * n * 8)
+    size = lockstep_size(op, len(indices), lockstep, bytes_per_probe=iterations * n * 8)
     rows = []
     bar = tqdm(total=len(indices) * iterations, desc="lanczos steps", unit="step", leave=False, disable=not progress)
     with bar:
-        for start in range(0, len(indices), block):
-            group = indices[start : start + block]
+        for start in range(0, len(indices), size):
+            group = indices[start : start + size]
             tic = time.perf_counter()
             starts = torch.stack([probe_vector(n, seed, i, kind, device=op.device) for i in group])
             runs = _lanczos_lockstep(op, iterations, starts, tol, on_step=bar.update)
@@ -179,5 +179,5 @@ def slq(
     return SLQResult(
         **{key: np.stack([row[key] for row in rows]) for key in rows[0]},
         indices=np.array(indices, dtype=np.int64),
-        basis_bytes=min(block, len(indices)) * iterations * n * 8,
+        basis_bytes=min(size, len(indices)) * iterations * n * 8,
     )

@@ -16,7 +16,7 @@ from scipy.special import ndtri
 from scipy.stats import bootstrap
 from tqdm import tqdm
 
-from .probes import DEFAULT_BLOCK, lockstep_block, probe_vector
+from .probes import DEFAULT_LOCKSTEP, lockstep_size, probe_vector
 from .operator import Operator, check_operator, multiply_rows
 
 STATS = ("mean", "std", "skewness", "kurtosis")
@@ -50,13 +50,13 @@ def hutchinson_moments(
     *,
     indices: Sequence[int] | None = None,
     callback: Callable[[int, dict], None] | None = None,
-    block: int | str = DEFAULT_BLOCK,
+    lockstep: int | str = DEFAULT_LOCKSTEP,
     progress: bool = False,
 ) -> HutchinsonResult:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, from two products per Rademacher probe.
 
     Probes are ``probe_vector(n, seed, i, "rademacher")``; ``indices``, ``callback(i, {"values":
-    row})``, ``block`` (probes through ``op.matmat`` together) and ``progress`` work as in
+    row})``, ``lockstep`` (probes through ``op.matmat`` together) and ``progress`` work as in
     :func:`hessdepth.slq`.
     """
     check_operator(op)
@@ -64,10 +64,10 @@ def hutchinson_moments(
     if not indices:
         raise ValueError(f"need at least one probe, got indices={indices}")
     n = op.num_params
-    block = lockstep_block(op, len(indices), block, bytes_per_probe=3 * n * 8)
+    size = lockstep_size(op, len(indices), lockstep, bytes_per_probe=3 * n * 8)
     values, seconds = [], []
-    groups = [indices[s : s + block] for s in range(0, len(indices), block)]
-    for group in tqdm(groups, desc="hutchinson probe blocks", unit="block", leave=False, disable=not progress):
+    groups = [indices[s : s + size] for s in range(0, len(indices), size)]
+    for group in tqdm(groups, desc="hutchinson probe groups", unit="group", leave=False, disable=not progress):
         tic = time.perf_counter()
         V = torch.stack([probe_vector(n, seed, i, device=op.device) for i in group])
         HV = multiply_rows(op, V)

@@ -31,7 +31,7 @@ class Operator(Protocol):
     """What Lanczos and the moment estimators need: a fixed symmetric linear map on vectors of
     ``num_params`` entries, computed on ``device`` in ``dtype``. ``shares_graphs`` says whether
     the rows of one matmat share each batch's graphs, so that probes run in lockstep cost less
-    per product (:func:`~hessdepth.probes.lockstep_block` then runs them so)."""
+    per product (:func:`~hessdepth.probes.lockstep_size` then runs them so)."""
 
     num_params: int
     device: torch.device

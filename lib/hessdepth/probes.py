@@ -18,22 +18,22 @@ PROBE_KINDS = ("rademacher", "gaussian")
 # rows (uncached double_backward: the paper's full-training-set products, bench/RESULTS.md "Shared
 # graphs"), else one at a time: with a kept graph, lockstep is slower per probe-step than one
 # at a time (bench/RESULTS.md "lockstep").
-DEFAULT_BLOCK = "auto"
+DEFAULT_LOCKSTEP = "auto"
 LOCKSTEP_MEMORY_GB = 4.0
 
 
-def lockstep_block(op: Operator, probes: int, block: int | str = DEFAULT_BLOCK, bytes_per_probe: int = 0) -> int:
-    """How many probes to run through one pass over the data: ``block`` itself, or for "auto"
+def lockstep_size(op: Operator, probes: int, lockstep: int | str = DEFAULT_LOCKSTEP, bytes_per_probe: int = 0) -> int:
+    """How many probes to run through one pass over the data: ``lockstep`` itself, or for "auto"
     ``probes`` (at most as many as ``LOCKSTEP_MEMORY_GB`` holds at ``bytes_per_probe``) when the
     operator shares graphs among a matmat's rows, else 1."""
-    if block == "auto":
+    if lockstep == "auto":
         if not op.shares_graphs:
             return 1
         fits = int(LOCKSTEP_MEMORY_GB * 2**30 // bytes_per_probe) if bytes_per_probe else probes
         return max(1, min(probes, fits))
-    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
-        raise ValueError(f"block must be 'auto' or an integer >= 1, got {block!r}")
-    return block
+    if not isinstance(lockstep, int) or isinstance(lockstep, bool) or lockstep < 1:
+        raise ValueError(f"lockstep must be 'auto' or an integer >= 1, got {lockstep!r}")
+    return lockstep
 
 
 def probe_vector(

@@ -35,6 +35,7 @@ from .h5io import (
     open_checked,
     read_json_attr,
 )
+from .identity import PATH, RUN, SAME_RUN, without_seed
 from .models import resnet_blocks
 from .provenance import check_run, read_provenance
 from .moments import quadrature_moments, spectral_stats
@@ -43,7 +44,7 @@ from .training import TrainConfig, lr_at
 
 log = logging.getLogger(__name__)
 
-IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "bn_mode")
+IDENTITY = (*RUN, "bn_mode")  # a per-run file: its run, and the BatchNorm mode of its Hessian
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 RITZ = ("lambda_min", "lambda_max")
 KERNEL = ("kernel_width",)
@@ -59,7 +60,7 @@ def _with_interval(names: Sequence[str]) -> tuple[str, ...]:
 
 
 # what names a run (model, seed, step) in every per-run table
-RUN_COLUMNS = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params", "diverged", "bn_mode")
+RUN_COLUMNS = (*RUN, "diverged", "bn_mode")
 COLUMNS = (
     *RUN_COLUMNS,
     *METRICS,
@@ -69,7 +70,7 @@ COLUMNS = (
     *SHARPNESS,
     *_with_interval(OUTLIER_COLUMNS),
 )
-MODEL_IDENTITY = ("dataset", "synthetic", "model", "arch", "depth", "step", "n_params", "bn_mode")
+MODEL_IDENTITY = without_seed(IDENTITY)
 
 
 def by_model_columns(columns: Sequence[str]) -> tuple[str, ...]:
@@ -137,7 +138,7 @@ def _typed(name: str, value):
 
 
 def _check_same_run(ref: dict, ref_path, other: dict, other_path) -> None:
-    keys = [k for k in ("dataset", "model", "seed", "step") if k in ref and k in other]
+    keys = [k for k in SAME_RUN if k in ref and k in other]
     if any(ref[k] != other[k] for k in keys):
         a = {k: ref[k] for k in keys}
         b = {k: other[k] for k in keys}
@@ -237,7 +238,7 @@ def read_checkpoint_metrics(path: os.PathLike | str) -> dict:
     """Model, seed, step, training metrics, ``diverged`` and the learning rate in effect at the
     step (``lr``, from the training settings it records) of a checkpoint (not its state)."""
     with open_checked(path, attrs=METRICS + ("diverged",)) as f:
-        row = read_identity(f, path, ("model", "seed", "step"))
+        row = read_identity(f, path, PATH)
         row["provenance"] = read_provenance(f, path, "config")
         if "dataset" in f.attrs:
             row["dataset"] = str(f.attrs["dataset"])

@@ -69,17 +69,52 @@ class TrainConfig:
 
     def __post_init__(self):
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
-        for name in ("steps", "batch_size", "log_every", "snapshot_every", "eval_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if self.lr <= 0 or self.lr_decay <= 0 or self.weight_decay < 0 or not 0 <= self.momentum <= 1:
-            raise ValueError("need lr > 0, lr_decay > 0, weight_decay >= 0 and 0 <= momentum <= 1")
-        if any(not 0 < m < 1 for m in self.lr_milestones):
-            raise ValueError(f"train.lr_milestones are fractions of steps in (0, 1), got {self.lr_milestones}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.on_divergence not in ("error", "record"):
-            raise ValueError(f"train.on_divergence must be 'error' or 'record', got {self.on_divergence!r}")
+        problems = train_problems(dataclasses.asdict(self))
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+_COUNTS = ("steps", "batch_size", "log_every", "snapshot_every", "eval_batch_size")
+
+
+def train_problems(settings: Mapping) -> list[str]:
+    """What is wrong with training ``settings`` (TrainConfig's fields, or config.yaml's ``train:``
+    keys): the one place their bounds and their schedule rules are written."""
+    get, problems = settings.get, []
+    for name in _COUNTS:
+        value = get(name, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"train.{name}: {value!r} must be an integer >= 1")
+    for name, lowest, open_below in (("lr", 0, True), ("lr_decay", 0, True), ("weight_decay", 0, False)):
+        value = get(name, 1)
+        if value < lowest or (open_below and value == lowest):
+            problems.append(f"train.{name}: {value!r} must be {'>' if open_below else '>='} {lowest}")
+    if not 0 <= get("momentum", 0) <= 1:
+        problems.append(f"train.momentum: {get('momentum')!r} must be in [0, 1]")
+    milestones = list(get("lr_milestones", ()))
+    if any(not 0 < m < 1 for m in milestones):
+        problems.append(f"train.lr_milestones: {milestones} must be fractions of train.steps in (0, 1)")
+    elif any(b <= a for a, b in zip(milestones, milestones[1:])):
+        problems.append(
+            f"train.lr_milestones: {milestones} must increase (fractions of train.steps at which lr is "
+            f"multiplied by lr_decay); write {sorted(set(milestones))}"
+        )
+    steps, warmup = get("steps", 1), get("warmup_steps", 0)
+    if warmup < 0:
+        problems.append(f"train.warmup_steps: {warmup!r} must be >= 0 (0: no warm-up)")
+    elif isinstance(steps, int) and warmup >= steps:
+        problems.append(
+            f"train.warmup_steps: {warmup} is not shorter than the training (train.steps = {steps}), "
+            f"so the learning rate never reaches train.lr; lower it below {steps} (0: no warm-up)"
+        )
+    if isinstance(steps, int) and get("log_every", 1) > steps:
+        problems.append(
+            f"train.log_every: {get('log_every')} is more than train.steps = {steps}, so the training curve "
+            f"would have no point; lower it to at most {steps}"
+        )
+    if get("on_divergence", "error") not in ("error", "record"):
+        problems.append(f"train.on_divergence: {get('on_divergence')!r} must be 'error' or 'record'")
+    return problems
 
 
 @dataclass

@@ -5,7 +5,7 @@ The Snakefile's rules and ``scripts/*.py`` use this subpackage; the library (``h
 never imports it, so a notebook needs none of it (tests/test_architecture.py checks the direction).
 """
 
-from .analysis import ANALYSES, checkpoint_operator, operator_settings, run_analysis, run_gradnorms
+from .analysis import ANALYSES, RunOptions, checkpoint_operator, operator_settings, run_analysis, run_gradnorms
 from .config import (
     SECONDS_PER_IMAGE_LAYER,
     ConfigError,
@@ -14,7 +14,8 @@ from .config import (
     data_settings,
     training_class_counts,
 )
-from .jobs import check_writable, rebuild_command, run_identity, run_name, run_time_note, set_rebuild_command, setup_job
+from .settings import job_settings, run_options, speed_resources
+from .jobs import check_writable, rebuild_command, run_name, run_time_note, set_rebuild_command, setup_job
 
 __all__ = [
     "ANALYSES",
@@ -25,14 +26,17 @@ __all__ = [
     "checkpoint_operator",
     "coerce_cli_strings",
     "data_settings",
+    "job_settings",
     "operator_settings",
     "rebuild_command",
+    "RunOptions",
     "run_analysis",
     "run_gradnorms",
-    "run_identity",
     "run_name",
+    "run_options",
     "run_time_note",
     "set_rebuild_command",
     "setup_job",
+    "speed_resources",
     "training_class_counts",
 ]

@@ -31,30 +31,27 @@ from ..lanczos import slq
 from ..models import resnet_blocks
 from ..moments import hutchinson_moments
 from ..hessian import HessianOperator
+from ..identity import COPIED
 from ..hvp import DEFAULT_GRAPH_CACHE_GB
+from ..probes import DEFAULT_LOCKSTEP
 from ..probestore import ProbeStore
 from ..checkpoints import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-_IDENTITY = (
-    "dataset",
-    "synthetic",
-    "model",
-    "arch",
-    "depth",
-    "width",
-    "seed",
-    "step",
-    "n_params",
-    "diverged",
-    "train_loss",
-    "train_acc",
-)
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a Hessian job runs, never what it computes: not among its rule's params, so a change
+    reruns nothing. Results agree to rounding whatever these are."""
+
+    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB  # keep each batch's first-order graph (hessdepth.hvp)
+    lockstep: int | str = DEFAULT_LOCKSTEP  # SLQ probes per pass over the data (hessdepth.probes)
+    progress: bool = True  # tqdm bars on stderr
 
 
 OPERATOR_SETTINGS = ("samples", "subset_seed", "batch_size", "bn_mode", "dtype", "device")
-LANCZOS_SETTINGS = ("iterations", "probes", "probe_kind", "seed", "block")
+LANCZOS_SETTINGS = ("iterations", "probes", "probe_kind", "seed")
 PROBE_SETTINGS = ("probes", "seed")  # Hutchinson moments, of H or of its parts
 
 
@@ -138,7 +135,7 @@ def _digest(model: torch.nn.Module) -> str:
 
 
 def _output_attrs(op: HessianOperator, ckpt_attrs: dict, settings: dict) -> dict:
-    attrs = {k: ckpt_attrs[k] for k in _IDENTITY if k in ckpt_attrs}
+    attrs = {k: ckpt_attrs[k] for k in COPIED if k in ckpt_attrs}
     return {
         **attrs,
         "settings": settings,
@@ -166,7 +163,7 @@ class Result:
 
 
 # --- SLQ ------------------------------------------------------------------------------------------
-def lanczos(op: HessianOperator, settings: dict, store: ProbeStore, progress: bool = True) -> Result:
+def lanczos(op: HessianOperator, settings: dict, store: ProbeStore, options: RunOptions) -> Result:
     """SLQ: per probe the tridiagonal, Gauss nodes and weights (ARCHITECTURE.md), each probe saved
     in ``store`` as it finishes and read back from it after a kill."""
     m, probes = settings["iterations"], settings["probes"]
@@ -179,10 +176,10 @@ def lanczos(op: HessianOperator, settings: dict, store: ProbeStore, progress: bo
             probes=probes,
             seed=settings["seed"],
             kind=settings["probe_kind"],
-            block=settings["block"],
+            lockstep=options.lockstep,
             indices=todo,
             callback=store.save,
-            progress=progress,
+            progress=options.progress,
         )
     rows = [store.rows[i] for i in range(probes)]
     steps = np.array([int(r["steps"]) for r in rows])
@@ -252,10 +249,10 @@ def _probe_attrs(settings: dict) -> dict:
     return {"probes": settings["probes"], "seed_probes": settings["seed"]}
 
 
-def moments(op: HessianOperator, settings: dict, store: ProbeStore, progress: bool = True) -> Result:
+def moments(op: HessianOperator, settings: dict, store: ProbeStore, options: RunOptions) -> Result:
     """Hutchinson estimates of (1/n) tr(H^k), k = 1..4, with per-probe values and standard errors."""
     checks = _checked(op)
-    values = _probe_moments({"hessian": op}, settings, store, progress)["hessian"]
+    values = _probe_moments({"hessian": op}, settings, store, options.progress)["hessian"]
     log.info("(1/n)tr(H^k) = %s", values.mean(axis=0))
     return Result({**_probe_attrs(settings), **checks}, _moment_arrays(values))
 
@@ -289,14 +286,14 @@ def _part_moments(make_parts, check_parts: bool):
     """The analysis of the parts ``make_parts(op)`` makes, and the one of a diverged checkpoint;
     with ``check_parts`` every part but H is checked too (named ``{part}_{check}``)."""
 
-    def analysis(op: HessianOperator, settings: dict, store: ProbeStore, progress: bool = True) -> Result:
+    def analysis(op: HessianOperator, settings: dict, store: ProbeStore, options: RunOptions) -> Result:
         parts = make_parts(op)
         checks = _checked(op)
         if check_parts:
             for name, (part, _) in parts.items():
                 if part is not op:
                     checks |= {f"{name}_{k}": v for k, v in _checked(part).items()}
-        values = _probe_moments({name: part for name, (part, _) in parts.items()}, settings, store, progress)
+        values = _probe_moments({name: part for name, (part, _) in parts.items()}, settings, store, options.progress)
         log.info("(1/n)tr(A^k): %s", "; ".join(f"{name} {v.mean(axis=0)}" for name, v in values.items()))
         return _parts_result(parts, settings, values, checks)
 
@@ -310,11 +307,11 @@ def _part_moments(make_parts, check_parts: bool):
 @dataclass(frozen=True)
 class Analysis:
     """A Hessian rule's analysis: its own settings beside the operator's, what it computes from
-    (operator, settings, probe store), what a diverged checkpoint gets, and the parts (if any)
-    its probe store is keyed by."""
+    (operator, settings, probe store, run options), what a diverged checkpoint gets, and the parts
+    (if any) its probe store is keyed by."""
 
     own: tuple[str, ...]
-    compute: Callable[[HessianOperator, dict, ProbeStore, bool], Result]
+    compute: Callable[[HessianOperator, dict, ProbeStore, RunOptions], Result]
     diverged: Callable[[HessianOperator, dict], Result]
     parts: tuple[str, ...] | None = None
 
@@ -347,8 +344,7 @@ def run_analysis(
     data,
     out,
     settings: dict,
-    progress: bool = True,
-    graph_cache_gb: float = DEFAULT_GRAPH_CACHE_GB,
+    options: RunOptions = RunOptions(),
     expect: dict | None = None,
 ) -> None:
     """One checkpoint's Hessian ``analysis`` (a key of :data:`ANALYSES`) written to ``out``.
@@ -362,7 +358,7 @@ def run_analysis(
         raise ValueError(f"unknown analysis {analysis!r}: expected one of {sorted(ANALYSES)}")
     spec = ANALYSES[analysis]
     op, ckpt = checkpoint_operator(
-        checkpoint, data, graph_cache_gb=graph_cache_gb, expect=expect, **operator_settings(settings, spec.own)
+        checkpoint, data, graph_cache_gb=options.graph_cache_gb, expect=expect, **operator_settings(settings, spec.own)
     )
     out = Path(out)
     attrs = _output_attrs(op, ckpt, settings)
@@ -372,7 +368,7 @@ def run_analysis(
         return
     key = settings if spec.parts is None else {**settings, "parts": list(spec.parts)}
     store = ProbeStore(out.with_name(f".{out.name}.probes.h5"), {**key, "params": _digest(op.model)})
-    _write(out, attrs, spec.compute(op, settings, store, progress))
+    _write(out, attrs, spec.compute(op, settings, store, options))
     store.remove()
     log.info("wrote %s", out)
 

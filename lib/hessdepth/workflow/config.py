@@ -12,6 +12,7 @@ import yaml
 
 from ..data import CIFAR10_TRAIN_IMAGES
 from ..models import check_depth, parameter_count
+from ..training import train_problems
 
 
 class ConfigError(ValueError):
@@ -123,26 +124,9 @@ def _cross_key_problems(config: dict) -> list[str]:
     return problems
 
 
-def _schedule_problems(config: dict) -> list[str]:
-    """A training schedule that cannot be what was meant, and figures that ask for a thing twice."""
-    train, figures, problems = config["train"], config["figures"], []
-    steps = train["steps"]
-    if train["warmup_steps"] >= steps:
-        problems.append(
-            f"train.warmup_steps: {train['warmup_steps']} is not shorter than the training (train.steps = {steps}), "
-            f"so the learning rate never reaches train.lr; lower it below {steps} (0: no warm-up)"
-        )
-    milestones = train["lr_milestones"]
-    if any(b <= a for a, b in zip(milestones, milestones[1:])):
-        problems.append(
-            f"train.lr_milestones: {milestones} must increase (fractions of train.steps at which lr is "
-            f"multiplied by lr_decay); write {sorted(set(milestones))}"
-        )
-    if train["log_every"] > steps:
-        problems.append(
-            f"train.log_every: {train['log_every']} is more than train.steps = {steps}, so the training curve "
-            f"would have no point; lower it to at most {steps}"
-        )
+def _repeat_problems(config: dict) -> list[str]:
+    """Figures that ask for a thing twice."""
+    figures, problems = config["figures"], []
     for where, values in (
         ("figures.depth_densities.depths", figures["depth_densities"]["depths"]),
         ("figures.densities_steps.steps", figures["densities_steps"]["steps"]),
@@ -198,13 +182,13 @@ def _scale_problems(config: dict) -> list[str]:
             f"depth-{min(depths)} nets (a Lanczos run finds at most as many eigenvalues as the operator has "
             f"dimensions); use at most {smallest:,} (paper: about 90)"
         )
-    in_lockstep = lanczos["block"] if isinstance(lanczos["block"], int) else 1
+    in_lockstep = lanczos["lockstep"] if isinstance(lanczos["lockstep"], int) else 1
     basis = in_lockstep * lanczos["iterations"] * largest * 8
     if basis > MAX_JOB_BYTES:
         problems.append(
             f"lanczos.iterations: {in_lockstep} Lanczos bases of {lanczos['iterations']} float64 vectors of the "
             f"depth-{deepest} nets' {largest:,} parameters take {_sizes(basis, 'bytes')}, past any machine; "
-            "use fewer iterations (or a smaller lanczos.block)"
+            "use fewer iterations (or a smaller lanczos.lockstep)"
         )
     sigma2 = config["density"]["sigma2"]
     if sigma2 > SIGMA2_MAX:
@@ -348,7 +332,9 @@ def coerce_cli_strings(config, schema: dict, root: dict | None = None):
 def check_config(config: dict, schema: dict) -> None:
     """Raise ConfigError listing every problem of ``config``; return None when it is valid."""
     problems = _schema_problems(config, schema)
-    for check in (_cross_key_problems, _schedule_problems, _scale_problems, _size_problems, _device_problems):
+    if "train" in config and not any(p.startswith("train") for p in problems):  # types right: bounds, schedule
+        problems += train_problems(config["train"])
+    for check in (_cross_key_problems, _repeat_problems, _scale_problems, _size_problems, _device_problems):
         try:
             problems += check(config)
         except (KeyError, TypeError, AttributeError, ValueError):

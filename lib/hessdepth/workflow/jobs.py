@@ -70,11 +70,6 @@ def _shown_path(path) -> str:
         return str(path)
 
 
-def run_identity(wildcards) -> dict:
-    """The model, seed and step a job's wildcards name: what its checkpoint must hold."""
-    return {"model": wildcards.model, "seed": int(wildcards.seed), "step": int(wildcards.step)}
-
-
 def setup_job(log_path: str | os.PathLike | None, threads: int | None = None) -> logging.Logger:
     """Send logging, warnings and stderr (tqdm bars) to ``log_path``; use ``threads`` CPU threads.
 
