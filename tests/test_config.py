@@ -8,6 +8,8 @@ import torch
 import yaml
 
 from hessdepth import workflow as wf
+from hessdepth.hvp import DEFAULT_GRAPH_CACHE_GB
+from hessdepth.probes import DEFAULT_LOCKSTEP
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
@@ -224,3 +226,9 @@ def test_scientific_notation_from_the_cli_is_a_number():
 
 def test_md5_in_upper_case_is_valid():
     wf.check_config(merged({"data": {"md5": BASE["data"]["md5"].upper()}}), SCHEMA)
+
+
+def test_config_yaml_states_the_librarys_speed_defaults():
+    """Speed-only settings have one default each: the library's, which config.yaml repeats."""
+    assert BASE["hessian"]["graph_cache_gb"] == DEFAULT_GRAPH_CACHE_GB
+    assert BASE["lanczos"]["lockstep"] == DEFAULT_LOCKSTEP
