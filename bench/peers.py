@@ -1,215 +1,276 @@
-"""Our HVP vs peers: plain double backward (PyHessian-style autograd) and PyHessian's density().
+"""hessdepth vs hessian-eigenthings 1.0, curvlinops 3.0 and PyHessian 0.1 on the work a user runs.
 
-Same model (seeded ResNet-20 at init), same data (first 256 images of the real CIFAR subset, one
-batch of 256), CPU. Variants, interleaved in every repeat:
-- ours default: HessianOperator(model, batches, bn_mode).matvec, bn_mode "batch" and "running"
-  (composition "auto", which keeps the first-order graph here as it fits; PyHessian with data=
-  reuses its graph the same way);
-- ours uncached: the double_backward composition (forward and first backward every product,
-  like PyHessian with dataloader=);
-- plain double backward: loss -> torch.autograd.grad(create_graph=True) -> grad of (g . v), on a
-  model in train() ("batch") or eval() ("running") mode, v split into parameter shapes, the result
-  flattened -- the way PyHessian and most code do it;
-- PyHessian 0.1 density(iter, n_v=1) on an eval()-mode model (its only BN mode), timed per HVP =
-  total time / number of HVPs it performed (counted by wrapping its HVP routines), both ways it
-  runs: `dataloader=` (rebuilds the graph every HVP, like ours) and `data=` (one batch, graph
-  built once in its constructor and reused; constructor time reported separately).
-Goal (issue 6): ours (default) >= 1.5x faster than plain double backward.
+The work, the same for every tool (bench/peer_tools.py): an SLQ density of the Hessian of the
+cross-entropy over N real CIFAR-10 images in batches of equal size, BatchNorm with batch
+statistics, P probes x M Lanczos steps; then skewness and kurtosis with 95% probe intervals and
+the largest Ritz value, computed from each tool's nodes and weights by the same code.
+
+1. Accuracy, against the exact spectrum of a small float64 net (a dense Hessian of the
+   sample-weighted loss, one double-backward row at a time, written here independently of every
+   tool): largest Ritz value, moments 1-4, skewness, kurtosis, and the Wasserstein-1 distance of
+   the SLQ measure from the exact eigenvalues (in units of their standard deviation); once with
+   batches of equal size and once with an uneven last batch.
+2. Time and memory: ResNet-20 and ResNet-56 (width 16) at their seeded initialisation and after
+   a short training, on two paths: N small enough that hessdepth keeps every batch's first-order
+   graph, and hessdepth with the graph cache off, the path the paper's 50k images take (the peers
+   keep no graphs either way). Each measurement is a fresh process (peak resident memory is its
+   own), interleaved over tools and cases in every repeat; medians, and each peer's time over
+   hessdepth's as the median of per-repeat ratios.
 """
 
 from __future__ import annotations
 
-import copy
+import json
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import common
 
+import numpy as np
+import scipy.stats
 import torch
 import torch.nn.functional as F
 
 import hessdepth as hd
 from hessdepth.data import fixed_batches
-from hessdepth.probes import probe_vector
+from hessdepth.moments import quadrature_moments, spectral_stats
 
-GOAL = 1.5
-PYHESSIAN_DIR = common.BENCH / ".pyhessian"
-EIG_PATCH = (
-    "PyHessian 0.1's density() calls torch.eig, removed from PyTorch; the harness sets "
-    "torch.eig to a torch.linalg.eigh-based replacement (T is symmetric; same return layout: "
-    "eigenvalues as an (m, 2) real/imaginary tensor, eigenvectors as columns)."
-)
+import peer_tools
+
+CACHE = common.BENCH / ".cache"
+GOAL = 2.0
 
 
-def _eig(T, eigenvectors=False):
-    values, vectors = torch.linalg.eigh(T)
-    return torch.stack([values, torch.zeros_like(values)], 1), vectors
+# --- the exact reference --------------------------------------------------------------------------
+def exact_eigenvalues(model, batches) -> np.ndarray:
+    """Eigenvalues of the Hessian of the sample-weighted mean cross-entropy (train-mode BN)."""
+    model = model.train()
+    params = list(model.parameters())
+    n = sum(len(y) for _, y in batches)
+    loss = sum(F.cross_entropy(model(x), y, reduction="sum") for x, y in batches) / n
+    grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params, create_graph=True)])
+    rows = [
+        torch.cat([r.reshape(-1) for r in torch.autograd.grad(g, params, retain_graph=True, materialize_grads=True)])
+        for g in grad
+    ]
+    H = torch.stack(rows).detach()
+    return torch.linalg.eigvalsh((H + H.T) / 2).numpy()
 
 
-def import_pyhessian():
-    """(pyhessian module, None) or (None, why not)."""
-    if not PYHESSIAN_DIR.exists():
-        return None, (
-            f"{PYHESSIAN_DIR} is missing: install it with "
-            "`.venv/bin/pip install --no-deps --target bench/.pyhessian pyhessian`"
-        )
-    sys.path.insert(0, str(PYHESSIAN_DIR))
-    try:
-        import pyhessian  # noqa: F401 - imported for its side effect: its __init__ rebinds pyhessian.hessian to the class: take the module itself
-
-        ph = sys.modules["pyhessian.hessian"]
-    except Exception as err:  # any import failure is reported, the rest still runs
-        return None, f"import failed: {type(err).__name__}: {err}"
-    torch.eig = _eig  # the stub left in PyTorch only raises
-    counts = {"hvp": 0}
-    inner = ph.hessian_vector_product
-
-    def counted(*a, **k):
-        counts["hvp"] += 1
-        return inner(*a, **k)
-
-    ph.hessian_vector_product = counted
-    inner_dl = ph.hessian.dataloader_hv_product
-
-    def counted_dl(self, v):
-        counts["hvp"] += 1
-        return inner_dl(self, v)
-
-    ph.hessian.dataloader_hv_product = counted_dl
-    ph.counts = counts
-    return ph, None
+def measures(nodes, weights) -> dict:
+    """What the work reports, from a tool's per-probe nodes and weights."""
+    moments = quadrature_moments(nodes, weights)
+    stats = spectral_stats(moments)
+    return {
+        "lambda_max": float(np.max(np.where(weights > 0, nodes, -np.inf))),
+        "moments": moments.mean(axis=0).tolist(),
+        "skewness": stats["skewness"],
+        "kurtosis": stats["kurtosis"],
+    }
 
 
-def plain_hvp(model, x, y, v):
-    """The usual double backward: grad with create_graph, then grad of (g . v)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    vs = [t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params)]
-    loss = F.cross_entropy(model(x), y)
-    grads = torch.autograd.grad(loss, params, create_graph=True)
-    hv = torch.autograd.grad(sum((g * t).sum() for g, t in zip(grads, vs)), params)
-    return torch.cat([h.reshape(-1) for h in hv])
+def accuracy_rows(tools: dict, args) -> tuple[list[list], dict]:
+    depth, width, probes, steps = 8, 2, args.accuracy_probes, args.accuracy_steps
+    _, images, labels, source = common.cifar_images(48)
+    model = hd.seeded_model("resnet", depth, width=width, seed=0).double()
+    rows, data = [], {}
+    for layout, n in (("batches of 16", 48), ("16, 16, 8 (uneven last batch)", 40)):
+        batches = fixed_batches(images[:n], labels[:n], 16, "cpu", torch.float64)
+        lam = exact_eigenvalues(model, batches)
+        exact = {
+            "lambda_max": float(lam.max()),
+            "moments": [float(np.mean(lam**k)) for k in range(1, 5)],
+            "skewness": float(scipy.stats.skew(lam)),
+            "kurtosis": float(scipy.stats.kurtosis(lam, fisher=False)),
+        }
+        rows.append([layout, "exact", f"{exact['lambda_max']:.6g}", "", "", f"{exact['skewness']:.4g}",
+                     f"{exact['kurtosis']:.4g}", ""])  # fmt: skip
+        data[layout] = {"exact": exact, "n_params": len(lam)}
+        for name, run in tools.items():
+            try:
+                nodes, weights = run(model, batches, probes, steps, args.seed)
+            except Exception as err:  # a tool that cannot run this is reported, not fatal
+                rows.append([layout, name, f"failed: {type(err).__name__}: {err}"[:120], "", "", "", "", ""])
+                continue
+            got = measures(nodes, weights)
+            rel = [abs(a - b) / abs(b) for a, b in zip(got["moments"], exact["moments"])]
+            flat_nodes, flat_weights = nodes.ravel(), weights.ravel() / len(nodes)
+            keep = flat_weights > 0
+            w1 = scipy.stats.wasserstein_distance(flat_nodes[keep], lam, flat_weights[keep]) / lam.std()
+            data[layout][name] = {**got, "moment_rel_errors": rel, "w1_over_std": w1}
+            rows.append([
+                layout, name,
+                f"{got['lambda_max']:.6g} ({abs(got['lambda_max'] / exact['lambda_max'] - 1):.1e})",
+                f"{max(rel[:2]):.1e}", f"{max(rel[2:]):.1e}",
+                "{:.4g} [{:.4g}, {:.4g}]".format(*got["skewness"]),
+                "{:.4g} [{:.4g}, {:.4g}]".format(*got["kurtosis"]),
+                f"{w1:.3f}",
+            ])  # fmt: skip
+    data["setup"] = dict(model=f"resnet{depth} width {width}", probes=probes, steps=steps, data=source, dtype="float64")
+    return rows, data
+
+
+# --- time and memory, one fresh process per measurement --------------------------------------------
+def trained_model(depth: int, steps: int, data, n: int):
+    """ResNet-``depth`` after ``steps`` SGD steps of batch 128 on the first ``n`` images of
+    ``data`` (cached on disk)."""
+    path = CACHE / f"peers_resnet{depth}_step{steps}_n{n}.h5"
+    if not path.exists():
+        CACHE.mkdir(exist_ok=True)
+        images, labels = data.train_images[:n], data.train_labels[:n]
+        data = hd.CifarData(images, labels, data.test_images[:100], data.test_labels[:100], data.classes)
+        cfg = hd.TrainConfig(steps=steps, batch_size=128, log_every=steps, snapshot_every=steps)
+        with tempfile.TemporaryDirectory() as tmp:
+            hd.train(hd.seeded_model("resnet", depth, seed=0), data, cfg, [steps], {steps: path},
+                     Path(tmp) / "curve.h5", None, seed=0, progress=False)  # fmt: skip
+    return hd.load_checkpoint(path)[0]
+
+
+def _status_kib(key: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
+    return int(line.split()[1])
+
+
+def child(args) -> None:
+    """One tool on one case; prints its seconds, peak memory growth and results as JSON."""
+    data, images, labels, _ = common.cifar_images(max(args.images, args.train_images))
+    model = (
+        trained_model(args.depth, args.train_steps, data, args.train_images)
+        if args.state == "trained"
+        else hd.seeded_model("resnet", args.depth, seed=0)
+    )  # fmt: skip
+    batches = fixed_batches(images[: args.images], labels[: args.images], args.batch_size, "cpu")
+    run = peer_tools.UNCACHED if args.tool == "hessdepth" and args.path == "uncached" else peer_tools.TOOLS[args.tool]
+    Path("/proc/self/clear_refs").write_text("5")  # the peak resident memory starts again from now
+    before = _status_kib("VmRSS")
+    tic = time.perf_counter()
+    nodes, weights = run(model, batches, args.probes, args.steps, args.seed)
+    seconds = time.perf_counter() - tic
+    growth = (_status_kib("VmHWM") - before) / 2**20
+    print(json.dumps({"seconds": seconds, "peak_growth_gib": growth, **measures(nodes, weights)}))
+
+
+def measure(tool: str, case: dict, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--tool", tool, "--seed", str(args.seed)]
+    cmd += [f"--{k.replace('_', '-')}={v}" for k, v in case.items()]
+    for k in ("probes", "steps", "batch_size", "train_steps", "train_images"):
+        cmd.append(f"--{k.replace('_', '-')}={getattr(args, k)}")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def timing(tools: list[str], cases: list[dict], args) -> dict:
+    runs = {(i, t): [] for i in range(len(cases)) for t in tools}
+    for r in range(args.repeats):
+        for i, case in enumerate(cases):
+            for tool in tools:
+                runs[i, tool].append(measure(tool, case, args))
+                got = runs[i, tool][-1]
+                print(f"  repeat {r + 1} {case} {tool}: {got.get('seconds', got.get('error'))}", file=sys.stderr)
+    return runs
+
+
+def timing_rows(tools, cases, runs) -> tuple[list[list], dict]:
+    rows, ratios = [], {}
+    for i, case in enumerate(cases):
+        label = f"ResNet-{case['depth']} {case['state']}, {case['images']} images, {case['path']}"
+        ours = runs[i, "hessdepth"]
+        for tool in tools:
+            done = [m for m in runs[i, tool] if "seconds" in m]
+            if not done:
+                rows.append([label, tool, runs[i, tool][0]["error"], "", "", "", ""])
+                continue
+            paired = zip(runs[i, tool], ours)
+            pairs = [m["seconds"] / o["seconds"] for m, o in paired if "seconds" in m and "seconds" in o]
+            ratio = float(np.median(pairs)) if pairs else float("nan")
+            ratios[f"{label}: {tool}"] = ratio
+            last = done[-1]
+            rows.append([
+                label, tool, float(np.median([m["seconds"] for m in done])), ratio,
+                float(np.median([m["peak_growth_gib"] for m in done])), f"{last['lambda_max']:.5g}",
+                "{:.3g} / {:.3g}".format(last["skewness"][0], last["kurtosis"][0]),
+            ])  # fmt: skip
+    return rows, ratios
 
 
 def main():
-    args = common.parse_args(
-        __doc__,
-        repeats=3,
-        extra=lambda p: p.add_argument(
-            "--iter", type=int, default=3, help="Lanczos steps of each PyHessian density() call (default 3)"
-        ),
+    def extra(p):
+        p.add_argument("--child", action="store_true", help="internal: one measurement")
+        p.add_argument("--tool", default="hessdepth")
+        for name, default in (("depth", 20), ("images", 128), ("train-images", 2560), ("train-steps", 200),
+                              ("batch-size", 64), ("probes", 3), ("steps", 15), ("seed", 0),
+                              ("accuracy-probes", 32), ("accuracy-steps", 40)):  # fmt: skip
+            p.add_argument(f"--{name}", type=int, default=default)
+        p.add_argument("--state", default="init", choices=["init", "trained"])
+        p.add_argument("--path", default="cached", choices=["cached", "uncached"])
+        p.add_argument("--depths", default="20,56", help="ResNet depths timed (default 20,56)")
+        p.add_argument("--large-images", type=int, default=512, help="N on the uncached path (default 512)")
+
+    args = common.parse_args(__doc__, repeats=3, extra=extra)
+    if args.child:
+        return child(args)
+    if args.quick:
+        args.depths, args.images, args.large_images, args.train_steps, args.train_images = "8", 32, 64, 5, 256
+        args.probes, args.steps, args.batch_size, args.accuracy_steps, args.accuracy_probes = 2, 4, 16, 8, 2
+    tools = dict(peer_tools.TOOLS)
+    try:
+        peer_tools._peers_on_path()
+    except ImportError as err:  # without the peers: hessdepth alone, and why
+        print(f"peers not measured: {err}", file=sys.stderr)
+        tools = {"hessdepth": tools["hessdepth"]}
+    accuracy, accuracy_data = accuracy_rows(tools, args)
+    cases = [
+        dict(depth=d, state=s, path=p, images=args.images if p == "cached" else args.large_images)
+        for d in map(int, args.depths.split(","))
+        for s in ("init", "trained")
+        for p in ("cached", "uncached")
+    ]
+    runs = timing(list(tools), cases, args)
+    rows, ratios = timing_rows(list(tools), cases, runs)
+    peers_ok = [r for k, r in ratios.items() if not k.endswith(": hessdepth")]
+    verdict = (
+        f"The closest any peer comes, over all cases: {min(peers_ok):.2f}x hessdepth's time (goal: >= {GOAL}x in "
+        "every case)"
+        if peers_ok
+        else "no peer measured"
     )
-    depth, n = (8, 16) if args.quick else (20, 256)
-    _, images, labels, source = common.cifar_images(n)
-    model = hd.seeded_model("resnet", depth, seed=0)
-    batches = fixed_batches(images, labels, n, "cpu")
-    ((x, y),) = batches
-    v = probe_vector(hd.count_params(model), 0, 0)
-    v = (v / v.norm()).float()
-    ours = {m: hd.HessianOperator(model, batches, m) for m in hd.BN_MODES}
-    uncached = {m: hd.HessianOperator(model, batches, m, "double_backward") for m in hd.BN_MODES}
-    models = {"batch": copy.deepcopy(model).train(), "running": copy.deepcopy(model).eval()}
-    variants = {}
-    for m in hd.BN_MODES:
-        variants[f"ours default {m}"] = lambda m=m: ours[m].matvec(v)
-        variants[f"ours uncached {m}"] = lambda m=m: uncached[m].matvec(v)
-        variants[f"plain double backward {m}"] = lambda m=m: plain_hvp(models[m], x, y, v)
-    # agreement of the products being timed (same v): relative differences
-    ref = {m: ours[m].matvec(v) for m in hd.BN_MODES}
-    rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
-    agree = {}
-    for m in hd.BN_MODES:
-        agree[f"plain double backward {m} vs ours"] = rel(plain_hvp(models[m], x, y, v), ref[m])
-        agree[f"ours uncached {m} vs ours"] = rel(uncached[m].matvec(v), ref[m])
+    setup = accuracy_data["setup"]
+    accuracy_headers = ["batches", "tool", "lambda_max (rel. err.)", "m1-2 rel. err.", "m3-4 rel. err.", "skewness",
+                        "kurtosis", "W1 / std"]  # fmt: skip
+    timing_headers = ["case", "tool", "median s", "time / hessdepth's", "peak GiB", "lambda_max", "skewness / kurtosis"]
+    body = f"""Accuracy: {setup["model"]}, {setup["dtype"]}, {setup["probes"]} probes x {setup["steps"]} Lanczos steps,
+seed {args.seed}; data: {setup["data"]}. Columns: largest Ritz value (relative error), the largest relative
+error of moments 1-2 and of 3-4 (mean of lambda^k; the probes' sampling error is part of it), skewness and
+kurtosis with 95% probe intervals, and the Wasserstein-1 distance of the SLQ measure from the exact
+eigenvalues over their standard deviation. hessdepth, curvlinops and PyHessian weigh samples equally;
+hessian-eigenthings weighs batches equally, so its uneven-last-batch row is the Hessian of another loss.
 
-    pyh, why = import_pyhessian()
-    setup_s = None
-    if pyh is not None:
-        try:
-            crit = torch.nn.CrossEntropyLoss()
-            dl_model, one_model = copy.deepcopy(model), copy.deepcopy(model)
-            h_dl = pyh.hessian(dl_model, crit, dataloader=[(x, y)], cuda=False)
-            tic = time.perf_counter()
-            h_one = pyh.hessian(one_model, crit, data=(x, y), cuda=False)
-            setup_s = time.perf_counter() - tic
-            vs = [t.view_as(p).clone() for t, p in zip(v.split([p.numel() for p in h_one.params]), h_one.params)]
-            hv = torch.cat([t.reshape(-1) for t in pyh.hessian_vector_product(h_one.gradsH, h_one.params, vs)])
-            agree["PyHessian data= vs ours running"] = rel(hv.double(), ref["running"])
-            _, hv = h_dl.dataloader_hv_product(vs)
-            agree["PyHessian dataloader= vs ours running"] = rel(
-                torch.cat([t.reshape(-1) for t in hv]).double(), ref["running"]
-            )
+{common.table(accuracy_headers, accuracy)}
 
-            def per_hvp(h):
-                def run():
-                    pyh.counts["hvp"] = 0
-                    tic = time.perf_counter()
-                    h.density(iter=args.iter, n_v=1)
-                    return (time.perf_counter() - tic) / pyh.counts["hvp"]
+Time and memory: {args.probes} probes x {args.steps} Lanczos steps, batches of {args.batch_size}, float32;
+'trained' = {args.train_steps} SGD steps of batch 128 on {args.train_images} images. One fresh process per
+measurement, {args.repeats} interleaved repeats; peak GiB is the process's peak resident memory during
+the work over its resident memory before it.
 
-                return run
+{common.table(timing_headers, rows)}
 
-            variants["PyHessian density() dataloader= (per HVP)"] = per_hvp(h_dl)
-            variants["PyHessian density() data= (per HVP)"] = per_hvp(h_one)
-        except Exception as err:  # report, keep the double-backward comparison
-            why = f"PyHessian failed to run: {type(err).__name__}: {err}"
-            variants = {k: f for k, f in variants.items() if not k.startswith("PyHessian")}
-
-    print(f"resnet{depth}, {n} images", file=sys.stderr)
-    res = common.interleaved(variants, args.repeats, warmup=1)
-    t, med = res["times"], res["median"]
-    speed = {}
-    for m in hd.BN_MODES:
-        speed[f"{m}: plain double backward / ours default"] = common.median_ratio(
-            t, f"plain double backward {m}", f"ours default {m}"
-        )
-        speed[f"{m}: plain double backward / ours uncached"] = common.median_ratio(
-            t, f"plain double backward {m}", f"ours uncached {m}"
-        )
-    if pyh is not None and why is None:
-        speed["running: PyHessian dataloader= / ours uncached"] = common.median_ratio(
-            t, "PyHessian density() dataloader= (per HVP)", "ours uncached running"
-        )
-        speed["running: PyHessian data= / ours default"] = common.median_ratio(
-            t, "PyHessian density() data= (per HVP)", "ours default running"
-        )
-    met = all(speed[f"{m}: plain double backward / ours default"] >= GOAL for m in hd.BN_MODES)
-    pyh_note = (
-        f"PyHessian: version 0.1 from PyPI in bench/.pyhessian (not a project dependency). {EIG_PATCH} "
-        f"density(iter={args.iter}, n_v=1) per call; its constructor with data= (forward + backward with "
-        f"create_graph) took {setup_s:.3g} s once."
-        if why is None and pyh is not None
-        else f"PyHessian not measured: {why}"
-    )
-    body = f"""Data: {source}, {n} images as one batch; resnet{depth} at its seeded initialisation; CPU; float32.
-Median over {args.repeats} interleaved repeats after one warm-up call each. {common.load_summary(res["loads"])}.
-
-{common.table(["variant", "median s per HVP", "first call s"], [[k, med[k], res["first"][k]] for k in variants])}
-
-{common.table(["speed-up (median of per-repeat ratios)", "x"], [[k, s] for k, s in speed.items()])}
-
-"ours default" is HessianOperator's default composition "auto", which chose `{ours["batch"].composition}`
-(batch) and `{ours["running"].composition}` (running): the first-order graph of these {n} images is
-{ours["batch"].graph_bytes / 2**30:.2f} GiB (batch BN), within the default graph_cache_gb.
-Goal: ours (default) >= {GOAL}x faster than plain double backward in the same BN mode: {"met" if met else "NOT met"}.
-
-Agreement of the timed products with ours (relative 2-norm difference, same v):
-{common.table(["pair", "rel. diff"], [[k, f"{a:.2e}"] for k, a in agree.items()])}
-
-{pyh_note}
+{verdict}.
 """
     common.write_results(
         "peers",
-        "2. Our HVP vs plain double backward and PyHessian",
+        "2. hessdepth vs hessian-eigenthings, curvlinops and PyHessian: one SLQ density with its moments",
         body,
         {
-            "results": res,
-            "speedup": speed,
-            "agreement": agree,
-            "pyhessian": why or "ok",
-            "pyhessian_setup_s": setup_s,
-            "depth": depth,
-            "n_images": n,
-            "data": source,
+            "accuracy": accuracy_data,
+            "cases": cases,
+            "runs": {f"{i} {t}": v for (i, t), v in runs.items()},
+            "ratios": ratios,
         },
         args,
         "python bench/peers.py",
