@@ -109,7 +109,7 @@ Goal overhead <= {GOAL:.0%} of SLQ time: {"met" if worst <= GOAL else "NOT met"}
 (worst of the two extrapolations: {worst:.2%}); larger samples only lower the fraction.
 
 Memory of the basis: SLQResult.basis_bytes = {basis_bytes:,} B (= m n 8 = {m * n_params * 8:,})
-({basis_bytes / 2**30:.2f} GiB) per probe in a block
+({basis_bytes / 2**30:.2f} GiB) per probe in a lockstep group
 (lockstep=k holds k times that). Check: the process peak RSS (ru_maxrss) grew by {rss_growth / 2**30:.2f} GiB during one
 slq run; tracemalloc's peak was {traced_peak / 2**20:.1f} MiB -- tracemalloc sees only Python's allocator, not
 torch's tensor memory, so it cannot see the basis.

@@ -82,8 +82,8 @@ def main():
         __doc__,
         repeats=2,
         extra=lambda p: (
-            p.add_argument("--ks", default="1,2,4,8", help="Lanczos block sizes (default 1,2,4,8)"),
-            p.add_argument("--hutchinson-ks", default="1,8", help="Hutchinson block sizes (default 1,8)"),
+            p.add_argument("--ks", default="1,2,4,8", help="Lanczos lockstep sizes (default 1,2,4,8)"),
+            p.add_argument("--hutchinson-ks", default="1,8", help="Hutchinson lockstep sizes (default 1,8)"),
             p.add_argument("--steps", type=int, default=1, help="Lanczos steps per call (default 1)"),
         ),
     )

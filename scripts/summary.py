@@ -1,6 +1,7 @@
 """Rule summary: every model x seed x step in summary.h5 / summary.csv / summary_by_model.csv."""
 
 from hessdepth import workflow as wf
+from hessdepth.identity import of_run
 from hessdepth.summary import aggregate_by_model, summarize
 from hessdepth.tables import write_summary
 
@@ -12,7 +13,7 @@ summary = summarize(
     snakemake.input.checkpoints,
     density=params.density,
     stats=params.stats,
-    expect=[{"model": m, "seed": int(s), "step": int(t)} for m, s, t in params.runs],
+    expect=[of_run((m, int(s), int(t))) for m, s, t in params.runs],
     settings=params.settings,
 )
 by_model = aggregate_by_model(summary.rows, params.stats["confidence"])

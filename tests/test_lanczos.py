@@ -136,16 +136,16 @@ def test_slq_resume_by_indices_equals_full_run():
     for key in ("alpha", "beta", "nodes", "weights", "steps"):
         resumed = np.stack([saved[i][key] for i in range(5)])
         np.testing.assert_array_equal(resumed, getattr(full, key))  # bit-identical
-    # in lockstep blocks a resumed run regroups the probes: equal up to rounding
-    blocked = {}
-    hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], lockstep=3, callback=blocked.__setitem__)
+    # in lockstep groups a resumed run regroups the probes: equal up to rounding
+    grouped = {}
+    hd.slq(op, iterations=15, probes=5, seed=1, indices=[4, 1, 2], lockstep=3, callback=grouped.__setitem__)
     np.testing.assert_allclose(
-        np.stack([blocked[i]["nodes"] for i in (4, 1, 2)]), full.nodes[[4, 1, 2]], atol=1e-12 * 10
+        np.stack([grouped[i]["nodes"] for i in (4, 1, 2)]), full.nodes[[4, 1, 2]], atol=1e-12 * 10
     )
 
 
 @pytest.mark.parametrize("mode", hd.BN_MODES)
-def test_block_lockstep_equals_one_at_a_time_on_a_hessian(mode):
+def test_lockstep_equals_one_at_a_time_on_a_hessian(mode):
     model, batches = tm.make_case("cnn")
     op = hd.HessianOperator(model, batches, bn_mode=mode)
     one = hd.slq(op, iterations=8, probes=3, seed=2, lockstep=1)

@@ -90,8 +90,8 @@ def test_hutchinson_resume_and_block_equal_full_run():
     hd.hutchinson_moments(op, probes=6, seed=2, indices=[5, 0], lockstep=1, callback=saved.__setitem__)
     hd.hutchinson_moments(op, probes=6, seed=2, indices=[1, 2, 3, 4], lockstep=1, callback=saved.__setitem__)
     np.testing.assert_array_equal(np.stack([saved[i]["values"] for i in range(6)]), full.probe_values)
-    blocked = hd.hutchinson_moments(op, probes=6, seed=2, lockstep=4)
-    np.testing.assert_allclose(blocked.probe_values, full.probe_values, rtol=1e-12)
+    together = hd.hutchinson_moments(op, probes=6, seed=2, lockstep=4)
+    np.testing.assert_allclose(together.probe_values, full.probe_values, rtol=1e-12)
 
 
 def test_stats_of_exact_moments_are_exact():

@@ -63,7 +63,7 @@ def checkpoint(tmp_path_factory):
         None,
         seed=0,
         attrs={"dataset": "synthetic", "synthetic": True},
-        options=QUIET,
+        progress=False,
     )
     return root / "step4.h5", root / "data.h5"
 

@@ -95,8 +95,8 @@ def test_config_validation():
         TrainConfig(steps=10, batch_size=0, lr=0.0, momentum=2.0, warmup_steps=10, lr_milestones=[0.7, 0.2])
     for expected in (
         "train.batch_size: 0 must be an integer >= 1",
-        "train.lr: 0.0 must be > 0",
-        "train.momentum: 2.0 must be in [0, 1]",
+        "train.lr: 0.0 must be a number > 0",
+        "train.momentum: 2.0 must be a number in [0, 1]",
         "train.warmup_steps: 10 is not shorter than the training",
         "train.lr_milestones: [0.7, 0.2] must increase",
     ):
@@ -269,7 +269,7 @@ def test_sigkill_and_rerun_is_bitwise_identical(tmp_path):
 
 
 def test_divergence_error_keeps_last_good_snapshot(tmp_path, tiny):
-    cfg = TrainConfig(steps=20, batch_size=32, lr=1e5, snapshot_every=1, augment=False)
+    cfg = TrainConfig(steps=20, batch_size=32, lr=1e5, log_every=10, snapshot_every=1, augment=False)
     with pytest.raises(TrainingDiverged, match=r"diverged at step 2 \(lr 100000\).*snapshot.*kept"):
         run(tmp_path, tiny, cfg, steps=[1, 20])
     snap = torch.load(tmp_path / "snapshot.pt", weights_only=True)
@@ -302,7 +302,7 @@ def test_divergence_record_marks_remaining_checkpoints(tmp_path, tiny):
 
 
 def test_unusable_snapshots_are_errors_not_restarts(tmp_path, tiny):
-    cfg = TrainConfig(steps=20, batch_size=32, lr=1e5, snapshot_every=1, augment=False)
+    cfg = TrainConfig(steps=20, batch_size=32, lr=1e5, log_every=10, snapshot_every=1, augment=False)
     with pytest.raises(TrainingDiverged):
         run(tmp_path, tiny, cfg)
     snapshot = tmp_path / "snapshot.pt"
@@ -310,7 +310,8 @@ def test_unusable_snapshots_are_errors_not_restarts(tmp_path, tiny):
     with pytest.raises(SnapshotError, match="snapshot of a different run \\(its seed differ"):
         run(tmp_path, tiny, cfg, seed=1)
     with pytest.raises(SnapshotError, match="its config differ"):
-        run(tmp_path, tiny, TrainConfig(steps=20, batch_size=32, lr=1e-3, snapshot_every=1, augment=False))
+        other = TrainConfig(steps=20, batch_size=32, lr=1e-3, log_every=10, snapshot_every=1, augment=False)
+        run(tmp_path, tiny, other)
     snapshot.write_bytes(good[: len(good) // 2])
     with pytest.raises(SnapshotError, match=f"unreadable training snapshot.*rm -f {snapshot}"):
         run(tmp_path, tiny, cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 NET = ("model", "arch", "depth", "width", "num_classes", "n_params")  # hessdepth.checkpoints.model_attrs
 PATH = ("model", "seed", "step")  # what a per-checkpoint path names: the rules' wildcards
 SAME_RUN = ("dataset", "model", "seed", "step")  # two files of these values describe one run
-RUN = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params")  # a table row's
+RUN = ("dataset", "synthetic", "model", "arch", "depth", "seed", "step", "n_params")  # a table row's key
 OUTCOME = ("diverged", "train_loss", "train_acc")  # how the run ended at the checkpoint
 COPIED = (*RUN, "width", *OUTCOME)  # what a per-checkpoint analysis copies from its checkpoint
 
@@ -23,7 +23,7 @@ def without_seed(keys: tuple[str, ...]) -> tuple[str, ...]:
 
 def of_path(wildcards) -> dict:
     """The model, seed and step a job's wildcards name: what its checkpoint must hold."""
-    return {"model": wildcards.model, "seed": int(wildcards.seed), "step": int(wildcards.step)}
+    return of_run((wildcards.model, int(wildcards.seed), int(wildcards.step)))
 
 
 def of_run(run) -> dict:

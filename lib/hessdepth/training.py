@@ -75,41 +75,53 @@ class TrainConfig:
 
 
 _COUNTS = ("steps", "batch_size", "log_every", "snapshot_every", "eval_batch_size")
+_NUMBERS = {  # name -> (its rule, what the rule asks)
+    "lr": (lambda v: v > 0, "a number > 0"),
+    "lr_decay": (lambda v: v > 0, "a number > 0"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "momentum": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+}
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def train_problems(settings: Mapping) -> list[str]:
     """What is wrong with training ``settings`` (TrainConfig's fields, or config.yaml's ``train:``
-    keys): the one place their bounds and their schedule rules are written."""
+    keys), every problem at once: the one place their bounds and schedule rules are written. Keys
+    that are absent are not checked; a value of the wrong type is reported, and the rules that need
+    it are skipped."""
     get, problems = settings.get, []
     for name in _COUNTS:
-        value = get(name, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            problems.append(f"train.{name}: {value!r} must be an integer >= 1")
-    for name, lowest, open_below in (("lr", 0, True), ("lr_decay", 0, True), ("weight_decay", 0, False)):
-        value = get(name, 1)
-        if value < lowest or (open_below and value == lowest):
-            problems.append(f"train.{name}: {value!r} must be {'>' if open_below else '>='} {lowest}")
-    if not 0 <= get("momentum", 0) <= 1:
-        problems.append(f"train.momentum: {get('momentum')!r} must be in [0, 1]")
-    milestones = list(get("lr_milestones", ()))
-    if any(not 0 < m < 1 for m in milestones):
-        problems.append(f"train.lr_milestones: {milestones} must be fractions of train.steps in (0, 1)")
+        if name in settings and not _is_count(get(name)):
+            problems.append(f"train.{name}: {get(name)!r} must be an integer >= 1")
+    for name, (rule, what) in _NUMBERS.items():
+        if name in settings and not (_is_number(get(name)) and rule(get(name))):
+            problems.append(f"train.{name}: {get(name)!r} must be {what}")
+    milestones = get("lr_milestones", ())
+    if not isinstance(milestones, (list, tuple)) or any(not _is_number(m) or not 0 < m < 1 for m in milestones):
+        problems.append(f"train.lr_milestones: {milestones!r} must be a list of fractions of train.steps in (0, 1)")
     elif any(b <= a for a, b in zip(milestones, milestones[1:])):
         problems.append(
-            f"train.lr_milestones: {milestones} must increase (fractions of train.steps at which lr is "
+            f"train.lr_milestones: {list(milestones)} must increase (fractions of train.steps at which lr is "
             f"multiplied by lr_decay); write {sorted(set(milestones))}"
         )
-    steps, warmup = get("steps", 1), get("warmup_steps", 0)
-    if warmup < 0:
-        problems.append(f"train.warmup_steps: {warmup!r} must be >= 0 (0: no warm-up)")
-    elif isinstance(steps, int) and warmup >= steps:
+    steps, warmup, log_every = get("steps", 1), get("warmup_steps", 0), get("log_every", 1)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        problems.append(f"train.warmup_steps: {warmup!r} must be an integer >= 0 (0: no warm-up)")
+    elif _is_count(steps) and warmup >= steps:
         problems.append(
             f"train.warmup_steps: {warmup} is not shorter than the training (train.steps = {steps}), "
             f"so the learning rate never reaches train.lr; lower it below {steps} (0: no warm-up)"
         )
-    if isinstance(steps, int) and get("log_every", 1) > steps:
+    if _is_count(steps) and _is_count(log_every) and log_every > steps:
         problems.append(
-            f"train.log_every: {get('log_every')} is more than train.steps = {steps}, so the training curve "
+            f"train.log_every: {log_every} is more than train.steps = {steps}, so the training curve "
             f"would have no point; lower it to at most {steps}"
         )
     if get("on_divergence", "error") not in ("error", "record"):

@@ -332,8 +332,9 @@ def coerce_cli_strings(config, schema: dict, root: dict | None = None):
 def check_config(config: dict, schema: dict) -> None:
     """Raise ConfigError listing every problem of ``config``; return None when it is valid."""
     problems = _schema_problems(config, schema)
-    if "train" in config and not any(p.startswith("train") for p in problems):  # types right: bounds, schedule
-        problems += train_problems(config["train"])
+    if isinstance(config.get("train"), dict):  # bounds and schedule, for the keys the schema let through
+        flagged = {re.split(r"[: ]", p, maxsplit=1)[0] for p in problems}
+        problems += [p for p in train_problems(config["train"]) if p.split(":")[0] not in flagged]
     for check in (_cross_key_problems, _repeat_problems, _scale_problems, _size_problems, _device_problems):
         try:
             problems += check(config)
