@@ -45,7 +45,7 @@ def _eig(T, eigenvectors=False):
     return torch.stack([values, torch.zeros_like(values)], 1), vectors
 
 
-def _peers_on_path() -> None:
+def peers_on_path() -> None:
     if not PEERS_DIR.exists():
         raise ImportError(f"{PEERS_DIR.name} is missing: install the peers with {INSTALL}")
     if str(PEERS_DIR) not in sys.path:
@@ -64,7 +64,7 @@ def hessdepth_slq(graph_cache_gb: float) -> Callable:
 
 
 def eigenthings_slq(model, batches, probes, steps, seed):
-    _peers_on_path()
+    peers_on_path()
     import hessian_eigenthings as he
 
     H = he.HessianOperator(copy.deepcopy(model).train(), batches, he.supervised_loss(nn.CrossEntropyLoss()))
@@ -74,7 +74,7 @@ def eigenthings_slq(model, batches, probes, steps, seed):
 
 
 def curvlinops_slq(model, batches, probes, steps, seed):
-    _peers_on_path()
+    peers_on_path()
     import curvlinops as cl
     from curvlinops.papyan2020traces.spectrum import fast_lanczos
 
@@ -90,7 +90,7 @@ def curvlinops_slq(model, batches, probes, steps, seed):
 
 
 def pyhessian_slq(model, batches, probes, steps, seed):
-    _peers_on_path()
+    peers_on_path()
     torch.eig = _eig  # the stub left in PyTorch only raises
     from pyhessian import hessian
 

@@ -176,8 +176,9 @@ def timing(tools: list[str], cases: list[dict], args) -> dict:
     return runs
 
 
-def timing_rows(tools, cases, runs) -> tuple[list[list], dict]:
-    rows, ratios = [], {}
+def timing_rows(tools, cases, runs) -> tuple[list[list], dict, dict]:
+    """The table rows, each tool's time over hessdepth's per case, and per case the fastest peer's."""
+    rows, ratios, fastest = [], {}, {}
     for i, case in enumerate(cases):
         label = f"ResNet-{case['depth']} {case['state']}, {case['images']} images, {case['path']}"
         ours = runs[i, "hessdepth"]
@@ -190,13 +191,15 @@ def timing_rows(tools, cases, runs) -> tuple[list[list], dict]:
             pairs = [m["seconds"] / o["seconds"] for m, o in paired if "seconds" in m and "seconds" in o]
             ratio = float(np.median(pairs)) if pairs else float("nan")
             ratios[f"{label}: {tool}"] = ratio
+            if tool != "hessdepth":
+                fastest[label] = min(fastest.get(label, np.inf), ratio)
             last = done[-1]
             rows.append([
                 label, tool, float(np.median([m["seconds"] for m in done])), ratio,
                 float(np.median([m["peak_growth_gib"] for m in done])), f"{last['lambda_max']:.5g}",
                 "{:.3g} / {:.3g}".format(last["skewness"][0], last["kurtosis"][0]),
             ])  # fmt: skip
-    return rows, ratios
+    return rows, ratios, fastest
 
 
 def main():
@@ -220,7 +223,7 @@ def main():
         args.probes, args.steps, args.batch_size, args.accuracy_steps, args.accuracy_probes = 2, 4, 16, 8, 2
     tools = dict(peer_tools.TOOLS)
     try:
-        peer_tools._peers_on_path()
+        peer_tools.peers_on_path()
     except ImportError as err:  # without the peers: hessdepth alone, and why
         print(f"peers not measured: {err}", file=sys.stderr)
         tools = {"hessdepth": tools["hessdepth"]}
@@ -232,13 +235,13 @@ def main():
         for p in ("cached", "uncached")
     ]
     runs = timing(list(tools), cases, args)
-    rows, ratios = timing_rows(list(tools), cases, runs)
-    peers_ok = [r for k, r in ratios.items() if not k.endswith(": hessdepth")]
+    rows, ratios, fastest = timing_rows(list(tools), cases, runs)
     verdict = (
-        f"The closest any peer comes, over all cases: {min(peers_ok):.2f}x hessdepth's time (goal: >= {GOAL}x in "
-        "every case)"
-        if peers_ok
-        else "no peer measured"
+        "The fastest peer's time over hessdepth's, per case: "
+        + ", ".join(f"{label} {r:.2f}x" for label, r in fastest.items())
+        + f"; goal >= {GOAL}x in every case: {'met' if min(fastest.values()) >= GOAL else 'NOT met'}"
+        if fastest
+        else "No peer was measured"
     )
     setup = accuracy_data["setup"]
     accuracy_headers = ["batches", "tool", "lambda_max (rel. err.)", "m1-2 rel. err.", "m3-4 rel. err.", "skewness",
