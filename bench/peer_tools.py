@@ -102,10 +102,11 @@ def pyhessian_slq(model, batches, probes, steps, seed):
     return np.asarray(nodes, dtype=np.float64), np.asarray(weights, dtype=np.float64)
 
 
+OURS, UNCACHED = "hessdepth", "hessdepth, graph cache off"
 TOOLS = {
-    "hessdepth": hessdepth_slq(DEFAULT_GRAPH_CACHE_GB),
+    OURS: hessdepth_slq(DEFAULT_GRAPH_CACHE_GB),
+    UNCACHED: hessdepth_slq(0.0),  # when the batches' graphs do not fit (the paper's 50k images)
     "hessian-eigenthings 1.0.0a5": eigenthings_slq,
     "curvlinops 3.0.1": curvlinops_slq,
     "PyHessian 0.1": pyhessian_slq,
 }
-UNCACHED = hessdepth_slq(0.0)  # hessdepth when the batches' graphs do not fit (the paper's 50k images)
