@@ -214,7 +214,7 @@ def main():
         p.add_argument("--child", action="store_true", help="internal: one measurement")
         p.add_argument("--tool", default="hessdepth")
         for name, default in (("depth", 20), ("images", 128), ("train-images", 2560), ("train-steps", 200),
-                              ("batch-size", 64), ("probes", 2), ("steps", 10), ("seed", 0),
+                              ("batch-size", 64), ("probes", 3), ("steps", 10), ("seed", 0),
                               ("accuracy-probes", 32), ("accuracy-steps", 40)):  # fmt: skip
             p.add_argument(f"--{name}", type=int, default=default)
         p.add_argument("--state", default="init", choices=["init", "trained"])
