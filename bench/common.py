@@ -44,6 +44,7 @@ ORDER = [
     "hvp_vs_grad",
     "hvp_memory",
     "peers",
+    "product_options",
     "lockstep",
     "shared_graphs",
     "curvature_cost",
