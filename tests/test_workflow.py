@@ -256,6 +256,8 @@ def test_cifar_cpu_preset_shrunk_to_seconds(tmp_path, subset_archive):
         assert f["train/images"].shape == (2500, 3, 32, 32) and f["test/images"].shape == (1000, 3, 32, 32)
         assert not f.attrs["synthetic"] and f.attrs["md5"] == SUBSET_MD5
         assert np.bincount(f["train/labels"][()]).tolist() == [250] * 10
+    with h5py.File(tmp_path / f"results/test/train/resnet8/seed{preset['models']['seeds'][0]}/step3.h5") as f:
+        assert f.attrs["dataset"] == "cifar10" and np.isfinite(f.attrs["train_loss"])
     preset["data"]["md5"] = SUBSET_MD5.upper()
     dry = snakemake(tmp_path, "figures/test/results.md", "--dry-run", overrides=preset)
     assert "Nothing to be done" in dry.stdout + dry.stderr  # the md5's letter case changes no result
