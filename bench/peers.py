@@ -43,6 +43,9 @@ import peer_tools
 
 CACHE = common.BENCH / ".cache"
 GOAL = 2.0
+# What a measurement depends on besides the case; --keep reuses only what matches all of it.
+TIMING_SETTINGS = ("probes", "steps", "batch_size", "train_steps", "train_images", "seed")
+ACCURACY_SETTINGS = ("accuracy_probes", "accuracy_steps", "seed")
 
 
 # --- the exact reference --------------------------------------------------------------------------
@@ -73,11 +76,12 @@ def measures(nodes, weights) -> dict:
     }
 
 
-def accuracy_rows(tools: dict, args) -> tuple[list[list], dict]:
+def accuracy(tools: dict, args) -> dict:
+    """Per batch layout: the exact measures and each tool's (or why it failed)."""
     depth, width, probes, steps = 8, 2, args.accuracy_probes, args.accuracy_steps
     _, images, labels, source = common.cifar_images(48)
     model = hd.seeded_model("resnet", depth, width=width, seed=0).double()
-    rows, data = [], {}
+    data = {}
     for layout, n in (("batches of 16", 48), ("16, 16, 8 (uneven last batch)", 40)):
         batches = fixed_batches(images[:n], labels[:n], 16, "cpu", torch.float64)
         lam = exact_eigenvalues(model, batches)
@@ -87,14 +91,12 @@ def accuracy_rows(tools: dict, args) -> tuple[list[list], dict]:
             "skewness": float(scipy.stats.skew(lam)),
             "kurtosis": float(scipy.stats.kurtosis(lam, fisher=False)),
         }
-        rows.append([layout, "exact", f"{exact['lambda_max']:.6g}", "", "", f"{exact['skewness']:.4g}",
-                     f"{exact['kurtosis']:.4g}", ""])  # fmt: skip
         data[layout] = {"exact": exact, "n_params": len(lam)}
         for name, run in tools.items():
             try:
                 nodes, weights = run(model, batches, probes, steps, args.seed)
             except Exception as err:  # a tool that cannot run this is reported, not fatal
-                rows.append([layout, name, f"failed: {type(err).__name__}: {err}"[:120], "", "", "", "", ""])
+                data[layout][name] = {"error": f"{type(err).__name__}: {err}"}
                 continue
             got = measures(nodes, weights)
             rel = [abs(a - b) / abs(b) for a, b in zip(got["moments"], exact["moments"])]
@@ -102,16 +104,34 @@ def accuracy_rows(tools: dict, args) -> tuple[list[list], dict]:
             keep = flat_weights > 0
             w1 = scipy.stats.wasserstein_distance(flat_nodes[keep], lam, flat_weights[keep]) / lam.std()
             data[layout][name] = {**got, "moment_rel_errors": rel, "w1_over_std": w1}
+    data["setup"] = dict(model=f"resnet{depth} width {width}", probes=probes, steps=steps, data=source, dtype="float64")
+    return data
+
+
+def accuracy_rows(data: dict) -> list[list]:
+    rows = []
+    for layout, results in data.items():
+        if layout == "setup":
+            continue
+        exact = results["exact"]
+        rows.append([layout, "exact", f"{exact['lambda_max']:.6g}", "", "", f"{exact['skewness']:.4g}",
+                     f"{exact['kurtosis']:.4g}", ""])  # fmt: skip
+        for name, got in results.items():
+            if name in ("exact", "n_params"):
+                continue
+            if "error" in got:
+                rows.append([layout, name, f"failed: {got['error']}"[:120], "", "", "", "", ""])
+                continue
+            rel = got["moment_rel_errors"]
             rows.append([
                 layout, name,
                 f"{got['lambda_max']:.6g} ({abs(got['lambda_max'] / exact['lambda_max'] - 1):.1e})",
                 f"{max(rel[:2]):.1e}", f"{max(rel[2:]):.1e}",
                 "{:.4g} [{:.4g}, {:.4g}]".format(*got["skewness"]),
                 "{:.4g} [{:.4g}, {:.4g}]".format(*got["kurtosis"]),
-                f"{w1:.3f}",
+                f"{got['w1_over_std']:.3f}",
             ])  # fmt: skip
-    data["setup"] = dict(model=f"resnet{depth} width {width}", probes=probes, steps=steps, data=source, dtype="float64")
-    return rows, data
+    return rows
 
 
 # --- time and memory, one fresh process per measurement --------------------------------------------
@@ -166,15 +186,47 @@ def measure(tool: str, case: dict, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def timing(tools: list[str], cases: list[dict], args) -> dict:
+def kept_results(args) -> dict | None:
+    """With --keep: the earlier run in bench/results/peers.json, if it is a full run on this kind
+    of machine (why not, if not)."""
+    if not args.keep:
+        return None
+    old = common.read_result("peers")
+    if old is None or old["quick"]:
+        sys.exit("--keep: bench/results/peers.json holds no full run to keep; run without --keep")
+    here = common.machine()["machine"]
+    if old["machine"]["machine"] != here:
+        sys.exit(f"--keep: the earlier run was on {old['machine']['machine']}, this is {here}; run without --keep")
+    return old
+
+
+def _settings(args, names) -> dict:
+    return {k: getattr(args, k) for k in names}
+
+
+def timing(tools: list[str], cases: list[dict], args, old: dict | None) -> tuple[dict, dict]:
+    """Every tool on every case, interleaved; with an earlier run ``old`` of the same timing
+    settings, its cases are kept and only the others are measured. Returns the runs and, per kept
+    case index, the run it came from."""
     runs = {(i, t): [] for i in range(len(cases)) for t in tools}
+    kept = {}
+    origin = old and f"{old['machine']['date']}, hessdepth {old['machine']['hessdepth']}"
+    if old and old["settings"]["timing"] == _settings(args, TIMING_SETTINGS):
+        for j, case in enumerate(old["cases"]):
+            if case in cases and all(f"{j} {t}" in old["runs"] for t in tools):
+                i = cases.index(case)
+                kept[i] = old["kept"].get(str(j), origin)
+                for t in tools:
+                    runs[i, t] = old["runs"][f"{j} {t}"]
     for r in range(args.repeats):
         for i, case in enumerate(cases):
+            if i in kept:
+                continue
             for tool in tools:
                 runs[i, tool].append(measure(tool, case, args))
                 got = runs[i, tool][-1]
                 print(f"  repeat {r + 1} {case} {tool}: {got.get('seconds', got.get('error'))}", file=sys.stderr)
-    return runs
+    return runs, kept
 
 
 def _median_ratio(runs: list[dict], ours: list[dict]) -> float:
@@ -209,6 +261,16 @@ def timing_rows(tools, cases, runs) -> tuple[list[list], dict, dict]:
     return rows, ratios, fastest
 
 
+def repeats_text(cases: list[dict], runs: dict, kept: dict) -> str:
+    """How many interleaved repeats each case had, and which were kept from an earlier run."""
+    parts = []
+    for i, case in enumerate(cases):
+        n = max(len(v) for (j, _), v in runs.items() if j == i)
+        origin = f" (kept from the run of {kept[i]})" if i in kept else ""
+        parts.append(f"ResNet-{case['depth']} {case['state']} {n}{origin}")
+    return "interleaved repeats per case: " + "; ".join(parts)
+
+
 def main():
     def extra(p):
         p.add_argument("--child", action="store_true", help="internal: one measurement")
@@ -219,6 +281,9 @@ def main():
             p.add_argument(f"--{name}", type=int, default=default)
         p.add_argument("--state", default="init", choices=["init", "trained"])
         p.add_argument("--depths", default="20,56", help="ResNet depths timed (default 20,56)")
+        p.add_argument("--keep", action="store_true",
+                       help="keep what bench/results/peers.json already has with the same settings on this "
+                            "kind of machine (the accuracy table, whole cases) and measure the rest")  # fmt: skip
 
     args = common.parse_args(__doc__, repeats=3, extra=extra)
     if args.child:
@@ -232,13 +297,18 @@ def main():
     except ImportError as err:  # without the peers: hessdepth alone, and why
         print(f"peers not measured: {err}", file=sys.stderr)
         tools = {k: tools[k] for k in (peer_tools.OURS, peer_tools.UNCACHED)}
-    accuracy, accuracy_data = accuracy_rows(tools, args)
+    old = kept_results(args)
+    if old and old["settings"]["accuracy"] == _settings(args, ACCURACY_SETTINGS):
+        accuracy_data = old["accuracy"]
+        print(f"accuracy kept from the run of {old['machine']['date']}", file=sys.stderr)
+    else:
+        accuracy_data = accuracy(tools, args)
     cases = [
         dict(depth=d, state=s, images=args.images)
         for d in map(int, args.depths.split(","))
         for s in ("init", "trained")
     ]
-    runs = timing(list(tools), cases, args)
+    runs, kept = timing(list(tools), cases, args, old)
     rows, ratios, fastest = timing_rows(list(tools), cases, runs)
     verdict = (
         "The fastest peer's time over hessdepth's, per case: "
@@ -259,11 +329,11 @@ kurtosis with 95% probe intervals, and the Wasserstein-1 distance of the SLQ mea
 eigenvalues over their standard deviation. hessdepth, curvlinops and PyHessian weigh samples equally;
 hessian-eigenthings weighs batches equally, so its uneven-last-batch row is the Hessian of another loss.
 
-{common.table(accuracy_headers, accuracy)}
+{common.table(accuracy_headers, accuracy_rows(accuracy_data))}
 
 Time and memory: {args.probes} probes x {args.steps} Lanczos steps, batches of {args.batch_size}, float32;
 'trained' = {args.train_steps} SGD steps of batch 128 on {args.train_images} images. One fresh process per
-measurement, {args.repeats} interleaved repeats; peak GiB is the process's peak resident memory during
+measurement, {repeats_text(cases, runs, kept)}; peak GiB is the process's peak resident memory during
 the work over its resident memory before it.
 
 {common.table(timing_headers, rows)}
@@ -276,7 +346,9 @@ the work over its resident memory before it.
         body,
         {
             "accuracy": accuracy_data,
+            "settings": {"timing": _settings(args, TIMING_SETTINGS), "accuracy": _settings(args, ACCURACY_SETTINGS)},
             "cases": cases,
+            "kept": {str(i): date for i, date in kept.items()},
             "runs": {f"{i} {t}": v for (i, t), v in runs.items()},
             "ratios": ratios,
         },
