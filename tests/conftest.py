@@ -14,6 +14,11 @@ SHARED_SUBSET = (
     ROOT.parent / "shared/data/cifar10-subset/cifar-10-python-subset.tar.gz"
 )  # ../shared beside the checkout
 SUBSET_MD5 = "03223099d0e2676ccf4a9d282a75807c"
+# The environment of every local snakemake run. Each snakemake start imports the SLURM executor
+# plugin, which asks `scontrol show config` at import: where SLURM's client is installed but no
+# controller answers (here once the SLURM tests have stopped their cluster) that waits 9 s. Local
+# runs need no cluster, and with an empty SLURM configuration scontrol fails at once.
+LOCAL_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SLURM_CONF": os.devnull}
 
 
 def snakemake(
@@ -43,8 +48,7 @@ def snakemake(
         "--cores",
         "2",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=LOCAL_ENV)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

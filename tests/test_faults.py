@@ -14,7 +14,7 @@ import pytest
 
 import hessdepth as hd
 
-from conftest import ROOT, copy_of, snakemake
+from conftest import LOCAL_ENV, ROOT, copy_of, snakemake
 from hessdepth.h5io import DIGEST, OutputError, atomic_h5, check_identity
 from hessdepth.summary import summarize
 from hessdepth.data import synthetic_dataset
@@ -77,7 +77,7 @@ def test_the_rebuild_hint_rebuilds_the_file(finished_run, tmp_path):
     command = hint.group(1).replace(
         " snakemake ", f" {sys.executable} -m snakemake --snakefile {ROOT / 'Snakefile'} ", 1
     )
-    subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True)
+    subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True, env=LOCAL_ENV)
     proc = snakemake(workdir, "results/test/hessian/simple8/seed0/step10/lanczos.h5", "--forcerun", "lanczos")
 
 
@@ -146,6 +146,7 @@ def test_presets_write_under_their_own_names(tmp_path):
             capture_output=True,
             text=True,
             check=True,
+            env=LOCAL_ENV,
         )
         outputs = re.findall(r"output: (\S+?),?\n", proc.stdout)
         assert outputs and all(
@@ -176,7 +177,9 @@ def test_after_a_kill_unlock_then_rerun_incomplete_resumes_training(tmp_path):
         "--cores",
         "1",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=LOCAL_ENV
+    )
     snapshot = tmp_path / "results/test/train/resnet8/seed0/snapshot.pt"
     deadline = time.monotonic() + 300
     while not snapshot.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -284,7 +287,7 @@ def test_the_rebuild_hint_keeps_the_config_overrides(finished_run, tmp_path):
     command = hint.group(1).replace(
         " snakemake ", f" {sys.executable} -m snakemake --snakefile {ROOT / 'Snakefile'} ", 1
     )
-    subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True)
+    subprocess.run(command, shell=True, cwd=workdir, check=True, capture_output=True, env=LOCAL_ENV)
     with h5py.File(workdir / stale) as f:
         assert f.attrs["iterations"] == 9
 
