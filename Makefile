@@ -23,16 +23,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The lint, then the whole test suite, the real-SLURM tests included (they need root to start the
-# cluster). The SLURM tests mostly wait for the scheduler's status poll, so they run beside the
-# others (their own pytest process, its report printed after the others'); one exit status for both.
-SLURM_REPORT = .pytest-slurm.log
+# The lint, then the whole test suite in two pytest processes side by side, one exit status for
+# both: the workflow tests (the real snakemake CLI) in one; the real-SLURM tests (they need root to
+# start the cluster) and the unit tests in the other, its report printed after the first's. The
+# SLURM tests mostly wait for the scheduler's status poll and a workflow test for its jobs, so one
+# process alone leaves a core idle much of the time.
+BESIDE_REPORT = .pytest-beside.log
 test: lint
-	$(BIN)/python -m pytest -m slurm -p no:cacheprovider > $(SLURM_REPORT) 2>&1 & slurm=$$!; \
-	$(BIN)/python -m pytest -m "not slurm"; rest=$$?; \
-	wait $$slurm; slurm_rc=$$?; \
-	echo "=== the SLURM tests (run beside the others) ==="; cat $(SLURM_REPORT); \
-	exit $$(( rest || slurm_rc ))
+	$(BIN)/python -m pytest -m "slurm or not workflow" -p no:cacheprovider > $(BESIDE_REPORT) 2>&1 & beside=$$!; \
+	$(BIN)/python -m pytest -m "workflow and not slurm"; workflow_rc=$$?; \
+	wait $$beside; beside_rc=$$?; \
+	echo "=== the SLURM and unit tests (run beside the workflow tests) ==="; cat $(BESIDE_REPORT); \
+	exit $$(( workflow_rc || beside_rc ))
 
 # Everything but the SLURM cluster test.
 test-fast: install

@@ -69,6 +69,14 @@ def planned_jobs(workdir: Path, *args: str, overrides: dict | None = None) -> di
     return jobs
 
 
+def pytest_collection_modifyitems(items):
+    """A test that reads the finished run is a workflow test: make test runs those in one process,
+    so the run is made once."""
+    for item in items:
+        if "finished_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.workflow)
+
+
 @pytest.fixture
 def subset_archive() -> Path:
     if not SHARED_SUBSET.exists():
