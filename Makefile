@@ -27,10 +27,11 @@ lint: install
 # both: the workflow tests (the real snakemake CLI) in one; the real-SLURM tests (they need root to
 # start the cluster) and the unit tests in the other, its report printed after the first's. The
 # SLURM tests mostly wait for the scheduler's status poll and a workflow test for its jobs, so one
-# process alone leaves a core idle much of the time.
+# process alone leaves a core idle much of the time. The unit tests get one thread: with two they
+# contend with the workflow tests' jobs for the same two cores.
 BESIDE_REPORT = .pytest-beside.log
 test: lint
-	$(BIN)/python -m pytest -m "slurm or not workflow" -p no:cacheprovider > $(BESIDE_REPORT) 2>&1 & beside=$$!; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "slurm or not workflow" -p no:cacheprovider > $(BESIDE_REPORT) 2>&1 & beside=$$!; \
 	$(BIN)/python -m pytest -m "workflow and not slurm"; workflow_rc=$$?; \
 	wait $$beside; beside_rc=$$?; \
 	echo "=== the SLURM and unit tests (run beside the workflow tests) ==="; cat $(BESIDE_REPORT); \
